@@ -1,0 +1,170 @@
+"""The `gatewise` command. Heavy libraries load inside the handlers, so --help answers at once."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from gatewise import __version__
+from gatewise.errors import GatewiseError, UsageError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BLOCKED = 0, 1, 2, 3
+
+
+def gatewise_home() -> Path:
+    return Path(os.environ.get("GATEWISE_HOME") or ".gatewise")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gatewise import cli_registry
+
+    parser = argparse.ArgumentParser(
+        prog="gatewise",
+        description="Governed model optimization: train, compress, gate, sign, register, promote.",
+        epilog="State lives in ./.gatewise (or $GATEWISE_HOME). Exit codes: 0 ok, 1 internal error, 2 bad input, 3 gates blocked promotion.",
+    )
+    parser.add_argument("--version", action="version", version=f"gatewise {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the governed retraining pipeline once")
+    run.add_argument("--data", type=Path, help="CSV or parquet file (default: the bundled Toronto arrests data)")
+    run.add_argument("--label", help="label column of --data")
+    run.add_argument("--positive", help="label value that counts as positive")
+    run.add_argument("--sensitive", help="sensitive column(s) for the fairness gate, comma-separated")
+    run.add_argument("--current", type=Path, help="current data for the drift gate (default: the test split)")
+    run.add_argument("--config", type=Path, help="gatewise.toml (default: ./gatewise.toml if present)")
+    run.add_argument("--json", action="store_true", help="print one JSON document")
+    run.set_defaults(handler=cmd_run)
+
+    cli_registry.add_commands(commands)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gatewise.config import load_settings
+
+    settings = load_settings(args.config)
+    sensitive = tuple(s.strip() for s in args.sensitive.split(",") if s.strip()) if args.sensitive else None
+    if args.data is None and (args.label or args.positive):
+        raise UsageError("--label and --positive need --data; the bundled data brings its own")
+
+    from gatewise.flows.retrain import run_retrain
+    from gatewise.flows.steps import RunRequest
+
+    request = RunRequest(
+        settings=settings, home=args.home, data_path=args.data, label=args.label, positive=args.positive,
+        sensitive=sensitive, current_path=args.current,
+    )
+    outcome = run_retrain(request)
+    if args.json:
+        print(json.dumps(outcome_document(outcome), indent=2))
+    else:
+        print_outcome(outcome)
+    return EXIT_OK if outcome.promoted else EXIT_BLOCKED
+
+
+def outcome_document(outcome: Any) -> dict[str, Any]:
+    return {
+        "run": {
+            "id": outcome.run_id,
+            "model": outcome.model,
+            "status": outcome.status,
+            "settings_digest": outcome.settings_digest,
+            "data": outcome.fingerprints,
+            "timings_s": outcome.timings,
+            "data_gate": _result_doc(outcome.data_gate) if outcome.data_gate else None,
+        },
+        "champion": {"version": outcome.champion, "rescored": True} if outcome.champion else None,
+        "candidates": [
+            {
+                "name": o.candidate.name,
+                "plugin": o.candidate.plugin.name,
+                "plugin_version": o.candidate.plugin.version,
+                "distribution": o.candidate.plugin.distribution,
+                "status": o.candidate.status,
+                "error": o.candidate.error,
+                "parent": o.candidate.parent,
+                "version": o.version,
+                "sha256": o.candidate.sha256,
+                "size_bytes": o.candidate.size_bytes,
+                "latency_ms_batch1": o.latency_ms,
+                "passed": o.passed,
+                "gates": {r.gate: _result_doc(r) for r in o.results},
+            }
+            for o in outcome.candidates
+        ],
+        "promoted": outcome.promoted,
+    }
+
+
+def _result_doc(result: Any) -> dict[str, Any]:
+    return {"passed": result.passed, "value": result.value, "threshold": result.threshold, "summary": result.summary, "details": result.details}
+
+
+def _cell(result: Any) -> str:
+    value = "-" if result.value is None else f"{result.value:.3f}"
+    return f"{'pass' if result.passed else 'FAIL'} {value}"
+
+
+def print_outcome(outcome: Any) -> None:
+    print(f"run {outcome.run_id}  model {outcome.model}")
+    if outcome.status == "data_rejected":
+        print(f"data gate FAILED: {outcome.data_gate.summary}")
+        print("nothing trained, nothing promoted")
+        return
+    if outcome.champion:
+        print(f"champion {outcome.champion} re-scored on today's test split")
+    else:
+        print("no champion yet: the accuracy gate compares with the floor and the parent only")
+    gates = [r.gate for r in next((o.results for o in outcome.candidates if o.results), ())]
+    header = ["candidate", "version", "plugin", "size_kB", "lat_ms"] + gates
+    rows = []
+    for o in outcome.candidates:
+        c = o.candidate
+        cells = [_cell(r) for r in o.results] if o.results else ["errored"] + [""] * (len(gates) - 1)
+        rows.append([c.name, o.version or "-", c.plugin.name, f"{(c.size_bytes or 0) / 1024:.1f}", f"{o.latency_ms:.3f}" if o.latency_ms else "-"] + cells)
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+    for line in [header] + rows:
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
+    for o in outcome.candidates:
+        if o.candidate.status != "ok":
+            print(f"{o.candidate.name}: errored: {o.candidate.error}")
+        for r in o.results:
+            if not r.passed:
+                print(f"{o.candidate.name}: {r.gate} failed: {r.summary}")
+    if outcome.promoted:
+        print(f"promoted {outcome.promoted} to production")
+    else:
+        print("nothing promoted: every candidate failed a gate")
+    t = outcome.timings
+    print("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_USAGE
+    args.home = gatewise_home()
+    try:
+        return args.handler(args)
+    except GatewiseError as exc:
+        print(f"gatewise: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("gatewise: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence prints one line
+        if os.environ.get("GATEWISE_DEBUG"):
+            raise
+        print(f"gatewise: internal error: {type(exc).__name__}: {exc} (set GATEWISE_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

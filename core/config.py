@@ -1,0 +1,88 @@
+"""Typed settings read from one gatewise.toml; an unknown key or a bad value names itself."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gatewise.errors import UsageError
+from gatewise.policy import GatePolicy
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSettings(_Strict):
+    source: str = Field("arrests", description="Data source plugin used when no --data file is given.")
+    path: Path | None = Field(None, description="CSV or parquet file to train on (the 'file' source).")
+    label: str | None = Field(None, description="Label column; the source's default when unset.")
+    positive: str | None = Field(None, description="Label value that counts as the positive class.")
+    sensitive: tuple[str, ...] | None = Field(None, description="Sensitive columns the fairness gate groups by.")
+    current: Path | None = Field(None, description="Current (production) data the drift gate compares with training data; the test split when unset.")
+    model_name: str | None = Field(None, description="Registry model name; the dataset's name when unset.")
+
+
+class SplitSettings(_Strict):
+    seed: int = Field(42, description="Seed of the deterministic train/test split.")
+    test_fraction: float = Field(0.3, gt=0, lt=1, description="Share of rows held out for the gates.")
+
+
+class TrainSettings(_Strict):
+    trainer: str = Field("mlp", description="Trainer plugin by name.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameters passed to the trainer (see its documentation).")
+
+
+class CompressSettings(_Strict):
+    compressors: tuple[str, ...] = Field(("int8_dynamic",), description="Compressor plugins to run on the exported parent, by name.")
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Parameters per compressor name.")
+
+
+class RegistrySettings(_Strict):
+    url: str | None = Field(None, description="SQLAlchemy URL of the registry; a SQLite file under the gatewise home when unset. GATEWISE_REGISTRY_URL overrides it.")
+
+
+class Settings(_Strict):
+    data: DataSettings = Field(default_factory=DataSettings)
+    split: SplitSettings = Field(default_factory=SplitSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    compress: CompressSettings = Field(default_factory=CompressSettings)
+    gates: GatePolicy = Field(default_factory=GatePolicy)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of these settings, recorded with every run."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def parse_settings(raw: dict[str, Any], origin: str = "settings") -> Settings:
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        if first["type"] == "extra_forbidden":
+            raise UsageError(f"{origin}: unknown key '{key}'") from None
+        raise UsageError(f"{origin}: bad value for '{key}': {first['msg']}") from None
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Read gatewise.toml; with no path, ./gatewise.toml if present, else the defaults."""
+    if path is None:
+        default = Path("gatewise.toml")
+        if not default.exists():
+            return Settings()
+        path = default
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"config file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    return parse_settings(raw, origin=str(path))

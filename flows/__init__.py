@@ -1,0 +1,1 @@
+"""Prefect flows that wire gatewise's steps together (retrain). Import retrain lazily: it loads Prefect."""

@@ -1,0 +1,165 @@
+"""The `retrain` Prefect flow: it reads like the data-flow diagram in DESIGN.md; steps.py works."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+from gatewise.flows import steps
+from gatewise.flows.steps import CandidateOutcome, RunOutcome, RunRequest
+
+# Prefect reads these when it is first imported; a user's own values win.
+_PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+}
+for _key, _value in _PREFECT_DEFAULTS.items():
+    os.environ.setdefault(_key, _value)
+
+from prefect import flow, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+# Frames, torch modules and registry handles pass between tasks in memory: no cache keys.
+load_dataset = task(steps.load_dataset, name="load data", cache_policy=NO_CACHE)
+validate_data = task(steps.validate_data, name="data gate", cache_policy=NO_CACHE)
+split_data = task(steps.split_data, name="split", cache_policy=NO_CACHE)
+load_current = task(steps.load_current, name="load current data", cache_policy=NO_CACHE)
+train_parent = task(steps.train_parent, name="train", cache_policy=NO_CACHE)
+export_parent = task(steps.export_parent, name="export to ONNX", cache_policy=NO_CACHE)
+compress = task(steps.compress, name="compress", cache_policy=NO_CACHE)
+rescore_champion = task(steps.rescore_champion, name="re-score champion", cache_policy=NO_CACHE)
+gate_candidate = task(steps.gate_candidate, name="gates", cache_policy=NO_CACHE)
+
+
+@flow(name="retrain", log_prints=False, validate_parameters=False)
+def retrain(request: RunRequest, run_id: str | None = None) -> RunOutcome:
+    """Load, validate, split, train, export, compress, gate every candidate, register, promote."""
+    settings = request.settings
+    run_id = run_id or uuid.uuid4().hex[:12]
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = round(timings.get(stage, 0.0) + now - clock, 3)
+        clock = now
+
+    registry = steps.open_registry(settings, request.home)
+    try:
+        dataset = load_dataset(request)
+        model = settings.data.model_name or dataset.name
+        data_gate = validate_data(dataset)
+        lap("data")
+        if not data_gate.passed:
+            registry.record_data_rejection(run_id, model, data_gate)
+            return RunOutcome(run_id, model, "data_rejected", data_gate=data_gate, settings_digest=settings.digest(), timings=timings)
+
+        split = split_data(dataset, settings)
+        current = load_current(request, dataset, split)
+        fingerprints = steps.data_fingerprints(dataset, split, current)
+        lap("data")
+
+        trained = train_parent(settings, dataset, split)
+        lap("train")
+
+        workdir = _workdir(request)
+        try:
+            parent = export_parent(trained, split, workdir)
+            calibration = trained.spec.encode(split.train.sample(n=min(256, len(split.train)), random_state=0))
+            futures = [compress.submit(settings, name, parent, calibration, workdir) for name in settings.compress.compressors]
+            candidates = [parent] + [f.result() for f in futures]
+            lap("export_compress")
+
+            champion_info = registry.champion(model)
+            champion = rescore_champion(
+                champion_info, registry.artifact_path(champion_info.version) if champion_info else None, split
+            )
+            outcomes: list[CandidateOutcome] = []
+            parent_scores = None
+            for candidate in candidates:
+                if candidate.status != "ok":
+                    outcomes.append(CandidateOutcome(candidate))
+                    continue
+                results, scores, latency = gate_candidate(settings, dataset, split, current, candidate, parent_scores, champion)
+                if candidate.name == steps.PARENT:
+                    parent_scores = scores
+                outcomes.append(CandidateOutcome(candidate, results=results, latency_ms=round(latency, 4)))
+            lap("gates")
+
+            registry.record_run(
+                run_id, model, settings.model_dump(mode="json"), settings.digest(), fingerprints,
+                [_plugin_record(c) for c in candidates],
+            )
+            evidence = {
+                "policy_digest": _policy_digest(settings),
+                "data": fingerprints,
+                "champion_version": champion.version if champion else None,
+            }
+            registered = []
+            for outcome in outcomes:  # the parent comes first, so children can name it
+                version = registry.register_candidate(run_id, model, outcome.candidate)
+                if outcome.results:
+                    registry.record_gate_results(version, list(outcome.results), evidence)
+                registered.append(CandidateOutcome(outcome.candidate, version, outcome.results, outcome.latency_ms))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+        winner = steps.select_winner(tuple(registered))
+        promoted = None
+        if winner is not None:
+            registry.promote(winner.version)
+            promoted = winner.version
+        lap("register")
+        return RunOutcome(
+            run_id, model, "promoted" if promoted else "blocked", tuple(registered), data_gate,
+            champion.version if champion else None, promoted, fingerprints, settings.digest(), timings,
+        )
+    finally:
+        registry.close()
+
+
+def _workdir(request: RunRequest):
+    from pathlib import Path
+
+    base = Path(request.home) / "tmp"
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="run-", dir=base))
+
+
+def _plugin_record(candidate) -> dict:
+    p = candidate.plugin
+    return {"candidate": candidate.name, "plugin": p.name, "version": p.version, "distribution": p.distribution, "code_sha256": p.code_sha256}
+
+
+def _policy_digest(settings) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(settings.gates.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+@contextmanager
+def _quiet_prefect() -> Iterator[None]:
+    """No heartbeat thread (about 1.1 s per flow run, LIBRARY-NOTES) for a run that ends by itself."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
+def run_retrain(request: RunRequest) -> RunOutcome:
+    """Run the flow in this process, with Prefect's temporary local server (no server to start)."""
+    start = time.perf_counter()
+    with _quiet_prefect():
+        outcome = retrain(request)
+    timings = dict(outcome.timings)
+    timings["total"] = round(time.perf_counter() - start, 3)
+    timings["prefect_overhead"] = round(timings["total"] - sum(v for k, v in outcome.timings.items()), 3)
+    return RunOutcome(**{**outcome.__dict__, "timings": timings})

@@ -1,0 +1,240 @@
+"""The work of one retraining run, as plain functions; flows/retrain.py wires them with Prefect."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gatewise.config import Settings
+from gatewise.data import build_dataset, fingerprint, label_vector, read_table
+from gatewise.errors import GatewiseError, UsageError
+from gatewise.plugin_manager import load_plugins
+from gatewise.types import Candidate, Dataset, GateResult, PluginInfo, Split, sha256_file
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from gatewise.hookspecs import TrainedModel
+    from gatewise.registry import Registry, VersionInfo
+
+log = logging.getLogger(__name__)
+
+PARENT = "parent"
+EXPORT_PLUGIN = PluginInfo(name="torch_onnx_export", version="", distribution="gatewise", code_sha256="")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything a run needs, resolved from the CLI flags over gatewise.toml."""
+
+    settings: Settings
+    home: Path
+    data_path: Path | None = None
+    label: str | None = None
+    positive: str | None = None
+    sensitive: tuple[str, ...] | None = None
+    current_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The production version re-scored on today's test rows."""
+
+    version: str
+    sha256: str
+    scores: Any  # np.ndarray
+
+
+@dataclass(frozen=True)
+class CandidateOutcome:
+    candidate: Candidate
+    version: str | None = None
+    results: tuple[GateResult, ...] = ()
+    latency_ms: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.candidate.status == "ok" and bool(self.results) and all(r.passed for r in self.results)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    model: str
+    status: str  # "promoted" | "blocked" | "data_rejected"
+    candidates: tuple[CandidateOutcome, ...] = ()
+    data_gate: GateResult | None = None
+    champion: str | None = None
+    promoted: str | None = None
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    settings_digest: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def load_dataset(request: RunRequest) -> Dataset:
+    plugins = load_plugins()
+    data = request.settings.data
+    path = request.data_path or data.path
+    source = plugins.get("data_source", "file" if path else data.source).component
+    table = source.load(Path(path) if path else None)
+    label = request.label or data.label
+    positive = request.positive if request.positive is not None else data.positive
+    sensitive = request.sensitive if request.sensitive is not None else data.sensitive
+    return build_dataset(table, label, positive, sensitive)
+
+
+def validate_data(dataset: Dataset) -> GateResult:
+    """The data gate (Great Expectations), before anything is trained."""
+    from gatewise.gates import validate_dataset
+
+    return validate_dataset(dataset.frame, dataset.schema)
+
+
+def split_data(dataset: Dataset, settings: Settings) -> Split:
+    from gatewise.data import split_dataset
+
+    return split_dataset(dataset, settings.split.seed, settings.split.test_fraction)
+
+
+def load_current(request: RunRequest, dataset: Dataset, split: Split) -> pd.DataFrame:
+    """The drift gate's current data: --current (features checked), else the test split."""
+    path = request.current_path or request.settings.data.current
+    if path is None:
+        return split.test
+    frame = read_table(Path(path))
+    missing = [c for c in dataset.schema.features if c not in frame.columns]
+    if missing:
+        raise UsageError(f"{path}: current data lacks feature column(s): {', '.join(missing)}")
+    return frame
+
+
+# -- training, export, compression -----------------------------------------------------------
+
+
+def train_parent(settings: Settings, dataset: Dataset, split: Split) -> TrainedModel:
+    from gatewise.encoding import InputSpec
+
+    registered = load_plugins().get("trainer", settings.train.trainer)
+    schema = dataset.schema
+    spec = InputSpec.fit(split.train, schema.numeric, schema.categorical)
+    return registered.component.train(split.train, label_vector(split.train, schema), spec, dict(settings.train.params))
+
+
+def export_parent(trained: TrainedModel, split: Split, workdir: Path) -> Candidate:
+    from gatewise import __version__
+    from gatewise.export import export_onnx
+
+    path = workdir / f"{PARENT}.onnx"
+    export_onnx(trained, trained.spec.encode(split.test), path)
+    plugin = replace(EXPORT_PLUGIN, version=__version__)
+    return Candidate(name=PARENT, plugin=plugin, status="ok", onnx_path=path, sha256=sha256_file(path), size_bytes=path.stat().st_size)
+
+
+def compress(settings: Settings, name: str, parent: Candidate, calibration: np.ndarray, workdir: Path) -> Candidate:
+    """Run one compressor in isolation: any failure becomes an 'errored' candidate."""
+    from gatewise.scoring import OnnxScorer
+
+    plugins = load_plugins()
+    registered = plugins.get("compressor", name)  # an unknown name is a usage error, raised
+    path = workdir / f"{name}.onnx"
+    try:
+        registered.component.compress(parent.onnx_path, path, calibration, dict(settings.compress.params.get(name, {})))
+        if not path.exists():
+            raise GatewiseError(f"wrote no file at {path.name}")
+        scores = OnnxScorer(path).predict_encoded(calibration[:64])
+        if scores.shape != (min(64, len(calibration)),):
+            raise GatewiseError(f"model output has shape {scores.shape}, expected one score per row")
+    except Exception as exc:  # noqa: BLE001 - producers are isolated by design
+        log.warning("compressor %s failed: %s", name, exc)
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        return Candidate(name=name, plugin=registered.info, status="errored", parent=parent.name, error=message)
+    return Candidate(
+        name=name, plugin=registered.info, status="ok", onnx_path=path, sha256=sha256_file(path),
+        parent=parent.name, size_bytes=path.stat().st_size,
+    )
+
+
+# -- champion, gates, selection --------------------------------------------------------------
+
+
+def rescore_champion(champion: VersionInfo | None, artifact: Path | None, split: Split) -> Champion | None:
+    """Score the production version on today's test rows, after checking its bytes are the signed ones."""
+    if champion is None or artifact is None:
+        return None
+    from gatewise.scoring import OnnxScorer
+
+    if not artifact.exists() or sha256_file(artifact) != champion.sha256:
+        raise GatewiseError(f"champion {champion.version}: artifact bytes do not match the registry; run `gatewise registry verify`")
+    try:
+        scores = OnnxScorer(artifact).predict_proba(split.test)
+    except UsageError as exc:
+        raise UsageError(f"champion {champion.version} cannot score today's data: {exc}") from None
+    return Champion(version=champion.version, sha256=champion.sha256, scores=scores)
+
+
+def gate_candidate(
+    settings: Settings, dataset: Dataset, split: Split, current: pd.DataFrame,
+    candidate: Candidate, parent_scores: np.ndarray | None, champion: Champion | None,
+) -> tuple[tuple[GateResult, ...], Any, float]:
+    """Run the five mandatory gates on the candidate's ONNX file; return results, test scores, latency."""
+    from gatewise.gates import run_mandatory_gates
+    from gatewise.gates.inputs import GateInputs
+    from gatewise.scoring import OnnxScorer
+
+    scorer = OnnxScorer(candidate.onnx_path)
+    scores = scorer.predict_proba(split.test)
+    inputs = GateInputs(
+        candidate=candidate.name, schema=dataset.schema, train=split.train, test=split.test, current=current,
+        predict_proba=scorer.predict_proba, scores=scores, policy=settings.gates,
+        parent_scores=parent_scores if candidate.parent else None,
+        champion_scores=champion.scores if champion else None,
+        champion_version=champion.version if champion else None,
+    )
+    results = tuple(run_mandatory_gates(inputs))
+    return results, scores, batch1_latency_ms(scorer, scorer.spec.encode(split.test.head(64)))
+
+
+def batch1_latency_ms(scorer: Any, rows: np.ndarray, repeats: int = 200) -> float:
+    """Median batch-1 latency in ms: the default objective among candidates that pass."""
+    for i in range(20):  # warm-up
+        scorer.predict_encoded(rows[i % len(rows)][None, :])
+    timings = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        scorer.predict_encoded(rows[i % len(rows)][None, :])
+        timings.append(time.perf_counter() - start)
+    return statistics.median(timings) * 1000
+
+
+def select_winner(outcomes: tuple[CandidateOutcome, ...]) -> CandidateOutcome | None:
+    """Among candidates that passed every gate: lowest batch-1 latency, then smallest file."""
+    passed = [o for o in outcomes if o.passed]
+    if not passed:
+        return None
+    # Latency differences under 5% are noise on a shared machine; the smaller file wins those.
+    best = min(o.latency_ms or float("inf") for o in passed)
+    close = [o for o in passed if (o.latency_ms or float("inf")) <= best * 1.05]
+    return min(close, key=lambda o: (o.candidate.size_bytes or 0, o.latency_ms or 0))
+
+
+def data_fingerprints(dataset: Dataset, split: Split, current: pd.DataFrame) -> dict[str, str]:
+    return {
+        "dataset": dataset.fingerprint,
+        "train": split.train_fingerprint,
+        "test": split.test_fingerprint,
+        "current": split.test_fingerprint if current is split.test else fingerprint(current),
+    }
+
+
+def open_registry(settings: Settings, home: Path) -> Registry:
+    from gatewise.registry import Registry
+
+    return Registry.open(home, settings.registry.url)
