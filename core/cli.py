@@ -52,14 +52,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.data is None and (args.label or args.positive):
         raise UsageError("--label and --positive need --data; the bundled data brings its own")
 
-    from gatewise.flows.retrain import run_retrain
-    from gatewise.flows.steps import RunRequest
+    from gatewise.flows.steps import RunRequest, preflight
 
     request = RunRequest(
         settings=settings, home=args.home, data_path=args.data, label=args.label, positive=args.positive,
         sensitive=sensitive, current_path=args.current,
     )
-    outcome = run_retrain(request)
+    dataset = preflight(request)  # bad input fails here, before Prefect starts
+
+    from gatewise.flows.retrain import run_retrain
+
+    outcome = run_retrain(request, dataset)
     if args.json:
         print(json.dumps(outcome_document(outcome), indent=2))
     else:

@@ -12,12 +12,13 @@ from collections.abc import Iterator
 
 from gatewise.flows import steps
 from gatewise.flows.steps import CandidateOutcome, RunOutcome, RunRequest
+from gatewise.types import Dataset
 
 # Prefect reads these when it is first imported; a user's own values win.
 _PREFECT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
-    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_LOGGING_LEVEL": "ERROR",
 }
 for _key, _value in _PREFECT_DEFAULTS.items():
     os.environ.setdefault(_key, _value)
@@ -38,7 +39,7 @@ gate_candidate = task(steps.gate_candidate, name="gates", cache_policy=NO_CACHE)
 
 
 @flow(name="retrain", log_prints=False, validate_parameters=False)
-def retrain(request: RunRequest, run_id: str | None = None) -> RunOutcome:
+def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | None = None) -> RunOutcome:
     """Load, validate, split, train, export, compress, gate every candidate, register, promote."""
     settings = request.settings
     run_id = run_id or uuid.uuid4().hex[:12]
@@ -53,7 +54,8 @@ def retrain(request: RunRequest, run_id: str | None = None) -> RunOutcome:
 
     registry = steps.open_registry(settings, request.home)
     try:
-        dataset = load_dataset(request)
+        if dataset is None:  # the CLI hands over the dataset its pre-flight check loaded
+            dataset = load_dataset(request)
         model = settings.data.model_name or dataset.name
         data_gate = validate_data(dataset)
         lap("data")
@@ -154,11 +156,11 @@ def _quiet_prefect() -> Iterator[None]:
         yield
 
 
-def run_retrain(request: RunRequest) -> RunOutcome:
+def run_retrain(request: RunRequest, dataset: Dataset | None = None) -> RunOutcome:
     """Run the flow in this process, with Prefect's temporary local server (no server to start)."""
     start = time.perf_counter()
     with _quiet_prefect():
-        outcome = retrain(request)
+        outcome = retrain(request, dataset)
     timings = dict(outcome.timings)
     timings["total"] = round(time.perf_counter() - start, 3)
     timings["prefect_overhead"] = round(timings["total"] - sum(v for k, v in outcome.timings.items()), 3)

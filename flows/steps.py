@@ -91,6 +91,23 @@ def load_dataset(request: RunRequest) -> Dataset:
     return build_dataset(table, label, positive, sensitive)
 
 
+def preflight(request: RunRequest) -> Dataset:
+    """Check what a user can get wrong before Prefect starts: the data, the plugins, the files.
+
+    Bad input fails here in well under a second, with one line, and nothing is recorded.
+    """
+    plugins = load_plugins()
+    settings = request.settings
+    plugins.get("trainer", settings.train.trainer)
+    for name in settings.compress.compressors:
+        plugins.get("compressor", name)
+    dataset = load_dataset(request)
+    current = request.current_path or settings.data.current
+    if current is not None:
+        read_current(Path(current), dataset)
+    return dataset
+
+
 def validate_data(dataset: Dataset) -> GateResult:
     """The data gate (Great Expectations), before anything is trained."""
     from gatewise.gates import validate_dataset
@@ -107,9 +124,11 @@ def split_data(dataset: Dataset, settings: Settings) -> Split:
 def load_current(request: RunRequest, dataset: Dataset, split: Split) -> pd.DataFrame:
     """The drift gate's current data: --current (features checked), else the test split."""
     path = request.current_path or request.settings.data.current
-    if path is None:
-        return split.test
-    frame = read_table(Path(path))
+    return split.test if path is None else read_current(Path(path), dataset)
+
+
+def read_current(path: Path, dataset: Dataset) -> pd.DataFrame:
+    frame = read_table(path)
     missing = [c for c in dataset.schema.features if c not in frame.columns]
     if missing:
         raise UsageError(f"{path}: current data lacks feature column(s): {', '.join(missing)}")
