@@ -74,7 +74,7 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
         workdir = _workdir(request)
         try:
             parent = export_parent(trained, split, workdir)
-            calibration = trained.spec.encode(split.train.sample(n=min(256, len(split.train)), random_state=0))
+            calibration = trained.spec.encode(split.train.sample(n=min(2048, len(split.train)), random_state=0))
             futures = [compress.submit(settings, name, parent, calibration, workdir) for name in settings.compress.compressors]
             candidates = [parent] + [f.result() for f in futures]
             lap("export_compress")
