@@ -5,6 +5,11 @@ group ``gatewise``; gatewise's own components register through these same hooks.
 returns a list of components; configuration picks one by its ``name``. A component name may be
 provided once: two plugins offering the same name is an error at load time, naming both.
 
+A trainer or compressor may also define ``check_params(params) -> None``, raising
+``gatewise.errors.UsageError`` for an unknown or bad parameter: gatewise calls it before the run
+starts, so a typo in gatewise.toml stops the run with one line instead of becoming an errored
+candidate.
+
 Every hook here is called once per process, when the plugin manager is first built, and has no
 arguments. If a hook implementation raises, loading stops with an error that names the plugin.
 What happens when a *component* raises later depends on its role and is said on each hook.

@@ -98,14 +98,23 @@ def preflight(request: RunRequest) -> Dataset:
     """
     plugins = load_plugins()
     settings = request.settings
-    plugins.get("trainer", settings.train.trainer)
+    _check_params(plugins.get("trainer", settings.train.trainer).component, settings.train.params)
     for name in settings.compress.compressors:
-        plugins.get("compressor", name)
+        _check_params(plugins.get("compressor", name).component, settings.compress.params.get(name, {}))
+    for name in settings.compress.params:
+        if name not in settings.compress.compressors:
+            raise UsageError(f"[compress.params.{name}] configures a compressor that is not in [compress] compressors")
     dataset = load_dataset(request)
     current = request.current_path or settings.data.current
     if current is not None:
         read_current(Path(current), dataset)
     return dataset
+
+
+def _check_params(component: object, params: dict) -> None:
+    check = getattr(component, "check_params", None)
+    if check is not None:
+        check(dict(params))
 
 
 def validate_data(dataset: Dataset) -> GateResult:

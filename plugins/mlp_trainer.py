@@ -39,6 +39,9 @@ class MLPTrainer:
 
     name = "mlp"
 
+    def check_params(self, params: dict[str, Any]) -> None:
+        parse_params(MLPParams, params, f"trainer '{self.name}'")
+
     def train(self, train: pd.DataFrame, label: np.ndarray, spec: InputSpec, params: dict[str, Any]) -> TrainedModel:
         settings = parse_params(MLPParams, params, f"trainer '{self.name}'")
         import numpy as np

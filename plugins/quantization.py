@@ -59,6 +59,9 @@ class Int8Dynamic:
 
     name = "int8_dynamic"
 
+    def check_params(self, params: dict[str, Any]) -> None:
+        parse_params(DynamicParams, params, f"compressor '{self.name}'")
+
     def compress(self, parent: Path, output: Path, calibration: np.ndarray, params: dict[str, Any]) -> None:
         settings = parse_params(DynamicParams, params, f"compressor '{self.name}'")
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -80,6 +83,9 @@ class Int8Static:
     """Weights and activations INT8 in QDQ format, activation ranges calibrated (min/max) on training rows."""
 
     name = "int8_static"
+
+    def check_params(self, params: dict[str, Any]) -> None:
+        parse_params(StaticParams, params, f"compressor '{self.name}'")
 
     def compress(self, parent: Path, output: Path, calibration: np.ndarray, params: dict[str, Any]) -> None:
         settings = parse_params(StaticParams, params, f"compressor '{self.name}'")
