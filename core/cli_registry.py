@@ -1,0 +1,170 @@
+"""`gatewise registry ls | show | verify`: the auditor's commands. Reads never create anything.
+
+The registry package is imported inside each handler so that `gatewise --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+VERIFY_FAILED = 4  # exit code when verification finds a problem
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add the `registry` command group to the main CLI's subparsers."""
+    registry = subparsers.add_parser(
+        "registry",
+        help="query and verify the signed model registry",
+        description="Query and verify the signed model registry (read-only: nothing is created).",
+    )
+    commands = registry.add_subparsers(dest="registry_command", metavar="COMMAND", required=True)
+
+    ls = commands.add_parser("ls", help="list registered versions", description="List registered versions.")
+    ls.add_argument("--model", help="only this model's versions")
+    _common(ls)
+    ls.set_defaults(handler=_ls)
+
+    show = commands.add_parser("show", help="everything recorded about one version",
+                               description="Show a version: its artifact, plugin, lineage, run, gate results, promotions.")
+    show.add_argument("version", metavar="VERSION", help='a version name such as "arrests:v3"')
+    _common(show)
+    show.set_defaults(handler=_show)
+
+    verify = commands.add_parser(
+        "verify",
+        help="check the chain, every signature, every table row and every artifact",
+        description="Check the hash chain, every signature, every projection row against its signed entry, "
+        f"and every stored artifact's bytes. Exit 0 when all agree, {VERIFY_FAILED} naming each problem.",
+    )
+    verify.add_argument("--trusted-key", action="append", default=[], metavar="KEYID",
+                        help="fail unless the ledger's first key is this key id (repeatable)")
+    verify.add_argument("--no-artifacts", action="store_true", help="do not re-hash the stored artifact files")
+    verify.add_argument("--workers", type=int, default=None, help="processes for signature checks (default: all cores)")
+    _common(verify)
+    verify.set_defaults(handler=_verify)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--url", default=None,
+                        help="registry database URL (default: $GATEWISE_REGISTRY_URL, else <home>/registry.db)")
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from gatewise.registry import Registry
+
+    url = args.url or getattr(args, "registry_url", None)
+    return Registry.open(Path(args.home), url, create=False)
+
+
+def _ls(args: argparse.Namespace) -> int:
+    with _open(args) as registry:
+        versions = registry.versions(args.model)
+    if args.json:
+        print(json.dumps([_version_json(v) for v in versions], indent=2))
+        return 0
+    if not versions:
+        print("no versions registered" + (f" for model {args.model}" if args.model else ""))
+        return 0
+    rows = [
+        (
+            v.version,
+            v.status,
+            "production" if v.production else ("promoted" if v.promoted else ""),
+            v.plugin,
+            v.parent or "-",
+            (v.sha256 or "-")[:12],
+            v.created.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+        for v in versions
+    ]
+    _table(("VERSION", "STATUS", "ALIAS", "PLUGIN", "PARENT", "SHA256", "CREATED (UTC)"), rows)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    with _open(args) as registry:
+        shown = registry.show(args.version)
+    if args.json:
+        print(json.dumps(shown, indent=2))
+        return 0
+    fields = [
+        ("version", shown["version"]),
+        ("status", shown["status"] + (f" ({shown['error']})" if shown["error"] else "")),
+        ("production", "yes" if shown["production"] else "no"),
+        ("sha256", shown["sha256"] or "-"),
+        ("size", f"{shown['size_bytes']} bytes" if shown["size_bytes"] is not None else "-"),
+        ("artifact", shown["artifact"] or "-"),
+        ("plugin", f"{shown['plugin']['name']} {shown['plugin']['version']} ({shown['plugin']['distribution']})"),
+        ("candidate", shown["candidate"]),
+        ("parent", shown["parent"] or "-"),
+        ("run", shown["run"]["run_id"] if shown["run"] else "-"),
+        ("created", shown["created"]),
+        ("entry", f"{shown['entry']['seq']} {shown['entry']['digest']}"),
+    ]
+    width = max(len(name) for name, _ in fields)
+    for name, value in fields:
+        print(f"{name:<{width}}  {value}")
+    print()
+    if shown["gate_results"]:
+        rows = [
+            (g["gate"], "pass" if g["passed"] else "FAIL", _num(g["value"]), _num(g["threshold"]), str(g["entry"]["seq"]), g["summary"])
+            for g in shown["gate_results"]
+        ]
+        _table(("GATE", "VERDICT", "VALUE", "THRESHOLD", "ENTRY", "SUMMARY"), rows)
+    else:
+        print("no gate results")
+    for promotion in shown["promotions"]:
+        print(f"\npromoted to {promotion['alias']} at {promotion['created']} (entry {promotion['entry']['seq']}, "
+              f"previous {promotion['previous_version'] or '-'}): {promotion['reason']}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    with _open(args) as registry:
+        report = registry.verify(check_artifacts=not args.no_artifacts, trusted_keys=args.trusted_key, workers=args.workers)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        for problem in report.problems:
+            print(str(problem))
+        head = f"head {report.head[0]} {report.head[1]}" if report.head else "empty ledger"
+        verdict = "OK" if report.ok else f"FAILED: {len(report.problems)} problem(s)"
+        print(
+            f"{verdict}: {report.entries_checked} entries, {report.rows_checked} rows, "
+            f"{report.artifacts_checked} artifacts checked in {report.seconds:.2f} s; {head}; "
+            f"keys {', '.join(k[:16] for k in report.keys) or '-'}"
+        )
+    return 0 if report.ok else VERIFY_FAILED
+
+
+def _version_json(v: Any) -> dict[str, Any]:
+    return {
+        "version": v.version,
+        "model": v.model,
+        "number": v.number,
+        "status": v.status,
+        "sha256": v.sha256,
+        "plugin": v.plugin,
+        "parent": v.parent,
+        "created": v.created.isoformat(),
+        "promoted": v.promoted,
+        "production": v.production,
+        "artifact": str(v.artifact) if v.artifact else None,
+        "run_id": v.run_id,
+        "candidate": v.candidate,
+        "error": v.error,
+    }
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    for row in (header, *rows):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())

@@ -1,0 +1,562 @@
+"""The registry's Python API: record runs, candidates, gate verdicts and promotions; query; verify.
+
+Every write is one signed ledger entry (or several in one transaction) plus its projection rows.
+The registry stores, signs and verifies statements; it never judges a model itself, except that
+``promote`` refuses a version without a signed pass from each of the five mandatory gates.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select
+from sqlmodel import SQLModel
+
+from gatewise.errors import RegistryError, UsageError
+from gatewise.registry import statements as st
+from gatewise.registry.statements import MANDATORY_GATES
+from gatewise.registry.artifacts import artifact_file, store_artifact
+from gatewise.registry.database import (
+    db_errors,
+    display_url,
+    has_ledger,
+    make_engine,
+    resolve_url,
+    sqlite_path,
+    write_transaction,
+)
+from gatewise.registry.keys import SigningKey, keyid_of, load_or_create_key
+from gatewise.registry.ledger import Appender, parse_time
+from gatewise.registry.schema import (
+    ENTRY_TABLES,
+    GateResultRow,
+    KeyRow,
+    LedgerEntry,
+    ModelRow,
+    PromotionRow,
+    RunRow,
+    VersionRow,
+)
+from gatewise.registry.verify import VerifyReport
+from gatewise.types import Candidate, GateResult
+
+PRODUCTION = "production"
+
+_V = VersionRow.__table__.c
+_G = GateResultRow.__table__.c
+_P = PromotionRow.__table__.c
+_M = ModelRow.__table__.c
+_L = LedgerEntry.__table__.c
+_R = RunRow.__table__.c
+_K = KeyRow.__table__.c
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered candidate version, as queries return it."""
+
+    version: str  # "<model>:v<number>"
+    model: str
+    number: int
+    sha256: str | None  # None for an errored candidate
+    status: str  # "ok" or "errored"
+    plugin: str
+    parent: str | None  # the parent's version name, when the parent was registered
+    created: datetime
+    promoted: bool  # has ever been promoted
+    artifact: Path | None
+    production: bool = False  # is the model's production version now
+    run_id: str = ""
+    candidate: str = ""
+    error: str | None = None
+
+
+def _sha256_text(text: str) -> str:
+    return st.sha256_hex(text.encode("utf-8"))
+
+
+def _hex64(text: str | None) -> bool:
+    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+class Registry:
+    """Open with ``Registry.open(home)``; close with ``close()`` (or use it as a context manager)."""
+
+    def __init__(self, home: Path, url: str, engine: Engine, key: SigningKey | None) -> None:
+        self.home = Path(home)
+        self.url = url
+        self._engine = engine
+        self._key = key
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, home: Path, url: str | None = None, *, create: bool = True) -> Registry:
+        """Open the registry; with ``create`` (the default) make its tables and key on first use.
+
+        ``create=False`` opens an existing registry for reading only: no file, table or key is
+        made, and a missing registry is a RegistryError.
+        """
+        home = Path(home)
+        url = resolve_url(home, url)
+        where = display_url(url)
+        db_file = sqlite_path(url)
+        if not create and db_file is not None and not db_file.exists():
+            raise RegistryError(f"no registry at {db_file}: run `gatewise run` first")
+        if create and db_file is not None:
+            db_file.parent.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(url, writable=create)
+        try:
+            with db_errors(url):
+                if not create:
+                    if not has_ledger(engine):
+                        raise RegistryError(f"no registry at {where}: run `gatewise run` first")
+                    return cls(home, url, engine, None)
+                # Under the write lock, so that processes starting together do not race.
+                with write_transaction(engine) as conn:
+                    SQLModel.metadata.create_all(conn, tables=_tables())
+            key = load_or_create_key(home)
+            registry = cls(home, url, engine, key)
+            registry._introduce_key()
+            return registry
+        except BaseException:
+            engine.dispose()
+            raise
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _introduce_key(self) -> None:
+        """The first entry of a ledger introduces the pipeline key; later opens must hold it."""
+        key = self._signing_key()
+        with db_errors(self.url), write_transaction(self._engine) as conn:
+            keys = [row.keyid for row in conn.execute(select(_K.keyid))]
+            if key.keyid in keys:
+                return
+            if keys or conn.execute(select(_L.seq).limit(1)).first() is not None:
+                raise RegistryError(
+                    f"the signing key {key.path} (keyid {key.keyid[:16]}) is not a key of the registry at "
+                    f"{display_url(self.url)} (its keys: {', '.join(k[:16] for k in keys) or 'none'}): "
+                    "restore the original key file or use the registry it belongs to"
+                )
+            appender = Appender(conn, key)
+            appender.append(
+                f"key:{key.keyid}",
+                key.keyid,
+                st.KEY,
+                {
+                    "keyid": key.keyid,
+                    "algorithm": "ed25519",
+                    "public_key": _b64(key.public_key),
+                    "role": "pipeline",
+                    "introduced_by": key.keyid,
+                },
+            )
+            appender.flush()
+
+    def _signing_key(self) -> SigningKey:
+        if self._key is None:
+            raise RegistryError("this registry was opened read-only")
+        return self._key
+
+    @contextmanager
+    def _write(self) -> Iterator[tuple[Connection, Appender]]:
+        """One locked write transaction; driver errors become one RegistryError line."""
+        key = self._signing_key()
+        with db_errors(self.url), write_transaction(self._engine) as conn:
+            appender = Appender(conn, key)
+            yield conn, appender
+            appender.flush()
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def record_run(
+        self,
+        run_id: str,
+        model: str,
+        settings: dict[str, Any],
+        settings_digest: str,
+        data: dict[str, str],
+        plugins: list[dict[str, Any]],
+    ) -> str:
+        """Record the start of a run: its settings, data fingerprints and plugins. Returns the entry digest."""
+        subject = settings_digest if _hex64(settings_digest) else _sha256_text(str(settings_digest))
+        with self._write() as (conn, appender):
+            if conn.execute(select(_R.run_id).where(_R.run_id == run_id)).first():
+                raise RegistryError(f"run '{run_id}' is already recorded")
+            _, digest = appender.append(
+                f"run:{run_id}",
+                subject,
+                st.RUN,
+                {
+                    "run_id": run_id,
+                    "model": model,
+                    "settings": settings,
+                    "settings_digest": settings_digest,
+                    "data": data,
+                    "plugins": plugins,
+                },
+            )
+        return digest
+
+    def record_data_rejection(self, run_id: str, model: str, result: GateResult) -> str:
+        """Record that a data gate rejected a run's data (nothing was trained). Returns the entry digest."""
+        with self._write() as (conn, appender):
+            run = conn.execute(select(_R.data).where(_R.run_id == run_id)).first()
+            data = json.loads(run.data) if run else {}
+            dataset = data.get("dataset")
+            subject = dataset if _hex64(dataset) else _sha256_text(f"run:{run_id}")
+            _, digest = appender.append(
+                f"run:{run_id}/data",
+                subject,
+                st.DATA_REJECTED,
+                {"run_id": run_id, "model": model, **_gate_fields(result), "evidence": {"data": data}},
+            )
+        return digest
+
+    def register_candidate(self, run_id: str, model: str, candidate: Candidate) -> str:
+        """Register a candidate as the model's next version ("<model>:v<N>"); returns that name.
+
+        An ``ok`` candidate's ONNX bytes are copied into the artifact store after their sha256
+        is checked against ``candidate.sha256``; an errored one is recorded with its error.
+        """
+        artifact: dict[str, Any] | None = None
+        if candidate.status == "ok":
+            if candidate.onnx_path is None or not candidate.sha256:
+                raise UsageError(f"candidate '{candidate.name}' has status ok but no ONNX file or sha256")
+            sha, size = store_artifact(self.home, Path(candidate.onnx_path), candidate.sha256)
+            artifact = {"sha256": sha, "size_bytes": size}
+        elif candidate.status != "errored":
+            raise UsageError(f"candidate '{candidate.name}' has unknown status '{candidate.status}'")
+        error = None if candidate.status == "ok" else (candidate.error or "errored without a message")
+        plugin = candidate.plugin
+        with self._write() as (conn, appender):
+            last = conn.execute(select(func.max(_V.number)).where(_V.model == model)).scalar()
+            number = int(last or 0) + 1
+            version = f"{model}:v{number}"
+            parent = None
+            if candidate.parent:
+                parent_version = conn.execute(
+                    select(_V.name)
+                    .where(_V.run_id == run_id, _V.candidate == candidate.parent)
+                    .order_by(_V.entry_seq.desc())
+                    .limit(1)
+                ).scalar()
+                parent = {"candidate": candidate.parent, "version": parent_version}
+            subject = artifact["sha256"] if artifact else _sha256_text(error or "")
+            appender.append(
+                version,
+                subject,
+                st.CANDIDATE,
+                {
+                    "version": version,
+                    "model": model,
+                    "number": number,
+                    "run_id": run_id,
+                    "candidate": candidate.name,
+                    "status": candidate.status,
+                    "artifact": artifact,
+                    "error": error,
+                    "plugin": {
+                        "name": plugin.name,
+                        "version": plugin.version,
+                        "distribution": plugin.distribution,
+                        "code_sha256": plugin.code_sha256,
+                    },
+                    "parent": parent,
+                },
+            )
+        return version
+
+    def record_gate_results(self, version: str, results: Iterable[GateResult], evidence: dict[str, Any]) -> list[str]:
+        """Sign one entry per gate verdict on ``version``; returns their entry digests, in order.
+
+        ``evidence`` ({"policy_digest", "data", "champion_version"}) is recorded with each one.
+        """
+        results = list(results)
+        digests = []
+        with self._write() as (conn, appender):
+            row = self._version_row(conn, version)
+            subject = _subject_of(conn, row)
+            for result in results:
+                _, digest = appender.append(
+                    version,
+                    subject,
+                    st.GATE_RESULT,
+                    {
+                        "version": version,
+                        "model": row.model,
+                        "run_id": row.run_id,
+                        **_gate_fields(result),
+                        "evidence": evidence,
+                    },
+                )
+                digests.append(digest)
+        return digests
+
+    def promote(self, version: str, reason: str = "all mandatory gates passed") -> str:
+        """Move the model's production alias to ``version``; returns the promotion entry digest.
+
+        Refused (RegistryError) unless the version has an artifact and, for each mandatory gate,
+        its latest signed result in the ledger is a pass. The promotion names those entries.
+        """
+        with self._write() as (conn, appender):
+            row = self._version_row(conn, version)
+            if row.status != "ok":
+                raise RegistryError(f"cannot promote {version}: the candidate errored ({row.error})")
+            relied = self._mandatory_passes(conn, version)
+            previous = conn.execute(select(_M.production_version).where(_M.name == row.model)).scalar()
+            _, digest = appender.append(
+                version,
+                row.sha256,
+                st.PROMOTION,
+                {
+                    "version": version,
+                    "model": row.model,
+                    "alias": PRODUCTION,
+                    "previous_version": previous,
+                    "reason": reason,
+                    "gate_results": relied,
+                },
+            )
+        return digest
+
+    def _mandatory_passes(self, conn: Connection, version: str) -> list[dict[str, Any]]:
+        """The latest signed result of each mandatory gate, read and checked from the ledger itself."""
+        keys = {row.keyid: row.public_key for row in conn.execute(select(_K.keyid, _K.public_key))}
+        latest: dict[str, tuple[int, str, bool]] = {}
+        entries = conn.execute(
+            select(_L.seq, _L.digest, _L.envelope)
+            .where(_L.ref == version, _L.predicate_type == st.GATE_RESULT)
+            .order_by(_L.seq)
+        )
+        for entry in entries:
+            predicate = _checked_predicate(entry, keys)
+            if predicate.get("version") != version:
+                raise RegistryError(f"cannot promote {version}: ledger entry {entry.seq} is not about it; run `gatewise registry verify`")
+            latest[predicate["gate"]] = (int(entry.seq), entry.digest, predicate["passed"] is True)
+        missing = [gate for gate in MANDATORY_GATES if gate not in latest]
+        failed = [f"{gate} (entry {latest[gate][0]})" for gate in MANDATORY_GATES if gate in latest and not latest[gate][2]]
+        problems = []
+        if missing:
+            problems.append(f"no recorded result for {', '.join(missing)}")
+        if failed:
+            problems.append(f"failed {', '.join(failed)}")
+        if problems:
+            raise RegistryError(f"cannot promote {version}: {'; '.join(problems)}")
+        return [{"gate": gate, "seq": latest[gate][0], "digest": latest[gate][1]} for gate in MANDATORY_GATES]
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def champion(self, model: str) -> VersionInfo | None:
+        """The model's current production version, or None before its first promotion."""
+        with db_errors(self.url), self._engine.connect() as conn:
+            current = conn.execute(select(_M.production_version).where(_M.name == model)).scalar()
+            if current is None:
+                return None
+            return self._infos(conn, select(VersionRow.__table__).where(_V.name == current))[0]
+
+    def versions(self, model: str | None = None) -> list[VersionInfo]:
+        """All versions (of one model), by model then number."""
+        query = select(VersionRow.__table__).order_by(_V.model, _V.number)
+        if model is not None:
+            query = query.where(_V.model == model)
+        with db_errors(self.url), self._engine.connect() as conn:
+            return self._infos(conn, query)
+
+    def version(self, version: str) -> VersionInfo:
+        with db_errors(self.url), self._engine.connect() as conn:
+            self._version_row(conn, version)
+            return self._infos(conn, select(VersionRow.__table__).where(_V.name == version))[0]
+
+    def models(self) -> list[str]:
+        with db_errors(self.url), self._engine.connect() as conn:
+            return list(conn.execute(select(_M.name).order_by(_M.name)).scalars())
+
+    def artifact_path(self, version: str) -> Path:
+        """Where the version's ONNX bytes are stored (content-addressed, read-only)."""
+        with db_errors(self.url), self._engine.connect() as conn:
+            row = self._version_row(conn, version)
+        if row.sha256 is None:
+            raise RegistryError(f"version {version} errored and has no artifact")
+        return artifact_file(self.home, row.sha256)
+
+    def show(self, version: str) -> dict[str, Any]:
+        """Everything recorded about one version, JSON-ready."""
+        with db_errors(self.url), self._engine.connect() as conn:
+            row = self._version_row(conn, version)
+            info = self._infos(conn, select(VersionRow.__table__).where(_V.name == version))[0]
+            run = conn.execute(select(RunRow.__table__).where(_R.run_id == row.run_id)).first()
+            gates = conn.execute(select(GateResultRow.__table__).where(_G.version == version).order_by(_G.entry_seq))
+            promotions = conn.execute(select(PromotionRow.__table__).where(_P.version == version).order_by(_P.entry_seq))
+            return {
+                "version": version,
+                "model": row.model,
+                "number": row.number,
+                "status": row.status,
+                "error": row.error,
+                "sha256": row.sha256,
+                "size_bytes": row.size_bytes,
+                "artifact": str(info.artifact) if info.artifact else None,
+                "plugin": {
+                    "name": row.plugin_name,
+                    "version": row.plugin_version,
+                    "distribution": row.plugin_distribution,
+                    "code_sha256": row.plugin_code_sha256,
+                },
+                "candidate": row.candidate,
+                "parent": row.parent_version,
+                "created": row.created_at,
+                "production": info.production,
+                "entry": {"seq": row.entry_seq, "digest": row.entry_digest},
+                "run": None
+                if run is None
+                else {
+                    "run_id": run.run_id,
+                    "settings_digest": run.settings_digest,
+                    "data": json.loads(run.data),
+                    "plugins": json.loads(run.plugins),
+                    "created": run.created_at,
+                    "entry": {"seq": run.entry_seq, "digest": run.entry_digest},
+                },
+                "gate_results": [
+                    {
+                        "gate": g.gate,
+                        "passed": g.passed,
+                        "value": g.value,
+                        "threshold": g.threshold,
+                        "summary": g.summary,
+                        "details": json.loads(g.details),
+                        "evidence": json.loads(g.evidence),
+                        "created": g.created_at,
+                        "entry": {"seq": g.entry_seq, "digest": g.entry_digest},
+                    }
+                    for g in gates
+                ],
+                "promotions": [
+                    {
+                        "alias": p.alias,
+                        "previous_version": p.previous_version,
+                        "reason": p.reason,
+                        "gate_results": json.loads(p.gate_entries),
+                        "created": p.created_at,
+                        "entry": {"seq": p.entry_seq, "digest": p.entry_digest},
+                    }
+                    for p in promotions
+                ],
+            }
+
+    def head(self) -> tuple[int, str] | None:
+        """The last entry's (seq, digest): worth writing down to detect a later truncation."""
+        with db_errors(self.url), self._engine.connect() as conn:
+            row = conn.execute(select(_L.seq, _L.digest).order_by(_L.seq.desc()).limit(1)).first()
+        return (int(row.seq), row.digest) if row else None
+
+    def verify(self, *, check_artifacts: bool = True, trusted_keys: Iterable[str] = (), workers: int | None = None) -> VerifyReport:
+        """Re-check the whole ledger, every projection row and every stored artifact."""
+        from gatewise.registry.verify import verify_registry
+
+        return verify_registry(
+            self._engine,
+            self.url,
+            self.home,
+            check_artifacts=check_artifacts,
+            trusted_keys=tuple(trusted_keys),
+            workers=workers,
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _version_row(self, conn: Connection, version: str) -> Any:
+        row = conn.execute(select(VersionRow.__table__).where(_V.name == version)).first()
+        if row is None:
+            names = list(conn.execute(select(_V.name).order_by(_V.entry_seq.desc()).limit(11)).scalars())
+            known = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "") if names else "none"
+            raise RegistryError(f"unknown version '{version}' (known: {known})")
+        return row
+
+    def _infos(self, conn: Connection, query: Any) -> list[VersionInfo]:
+        rows = list(conn.execute(query))
+        if not rows:
+            return []
+        models = {row.model for row in rows}
+        production = {
+            r.production_version for r in conn.execute(select(_M.production_version).where(_M.name.in_(models)))
+        }
+        # Promotions are few next to versions: fetch the models' promoted names in one query.
+        promoted = set(conn.execute(select(_P.version).where(_P.model.in_(models)).distinct()).scalars())
+        artifacts = self.home / "artifacts"
+        return [
+            VersionInfo(
+                version=row.name,
+                model=row.model,
+                number=row.number,
+                sha256=row.sha256,
+                status=row.status,
+                plugin=row.plugin_name,
+                parent=row.parent_version,
+                created=parse_time(row.created_at),
+                promoted=row.name in promoted,
+                artifact=artifacts / f"{row.sha256}.onnx" if row.sha256 else None,
+                production=row.name in production,
+                run_id=row.run_id,
+                candidate=row.candidate,
+                error=row.error,
+            )
+            for row in rows
+        ]
+
+
+def _tables() -> list[Any]:
+    return [LedgerEntry.__table__, ModelRow.__table__, *(model.__table__ for model in ENTRY_TABLES.values())]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _gate_fields(result: GateResult) -> dict[str, Any]:
+    return {
+        "gate": result.gate,
+        "passed": bool(result.passed),
+        "value": result.value,
+        "threshold": result.threshold,
+        "summary": result.summary,
+        "details": result.details,
+    }
+
+
+def _subject_of(conn: Connection, version_row: Any) -> str:
+    if version_row.sha256:
+        return version_row.sha256
+    return conn.execute(select(_L.subject_sha256).where(_L.seq == version_row.entry_seq)).scalar() or _sha256_text(version_row.name)
+
+
+def _checked_predicate(entry: Any, keys: dict[str, str]) -> dict[str, Any]:
+    """The predicate of a ledger entry whose digest and signature check out, else RegistryError."""
+    try:
+        body, keyid, signature = st.open_envelope(entry.envelope)
+    except st.EnvelopeError as exc:
+        raise RegistryError(f"ledger entry {entry.seq} is unreadable ({exc}); run `gatewise registry verify`") from None
+    public = base64.b64decode(keys.get(keyid, ""))
+    if (
+        st.sha256_hex(body) != entry.digest
+        or keyid_of(public) != keyid
+        or not st.signature_valid(public, body, signature)
+    ):
+        raise RegistryError(f"ledger entry {entry.seq} does not verify; run `gatewise registry verify`")
+    return json.loads(body)["predicate"]
+
