@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -13,6 +14,10 @@ from gatewise import __version__
 from gatewise.errors import GatewiseError, UsageError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BLOCKED = 0, 1, 2, 3
+
+# Command groups beyond `run` and `registry`: each module has
+# add_commands(top_level_subparsers, registry_subparsers) and imports its heavy work lazily.
+CLI_MODULES: tuple[str, ...] = ()
 
 
 def gatewise_home() -> Path:
@@ -40,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON document")
     run.set_defaults(handler=cmd_run)
 
-    cli_registry.add_commands(commands)
+    registry_commands = cli_registry.add_commands(commands)
+    for module_name in CLI_MODULES:
+        importlib.import_module(module_name).add_commands(commands, registry_commands)
     return parser
 
 

@@ -13,8 +13,8 @@ from typing import Any
 VERIFY_FAILED = 4  # exit code when verification finds a problem
 
 
-def add_commands(subparsers: Any) -> None:
-    """Add the `registry` command group to the main CLI's subparsers."""
+def add_commands(subparsers: Any) -> Any:
+    """Add the `registry` command group to the main CLI's subparsers; return its own subparsers."""
     registry = subparsers.add_parser(
         "registry",
         help="query and verify the signed model registry",
@@ -45,6 +45,7 @@ def add_commands(subparsers: Any) -> None:
     verify.add_argument("--workers", type=int, default=None, help="processes for signature checks (default: all cores)")
     _common(verify)
     verify.set_defaults(handler=_verify)
+    return commands
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
