@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +66,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings=settings, home=args.home, data_path=args.data, label=args.label, positive=args.positive,
         sensitive=sensitive, current_path=args.current,
     )
+    started = time.perf_counter()
     dataset = preflight(request)  # bad input fails here, before Prefect starts
+    preflight_s = time.perf_counter() - started
 
     from gatewise.flows.retrain import run_retrain
 
     outcome = run_retrain(request, dataset)
+    outcome.timings["preflight"] = round(preflight_s, 3)
     if args.json:
         print(json.dumps(outcome_document(outcome), indent=2))
     else:

@@ -57,8 +57,16 @@ class Settings(_Strict):
 
     def digest(self) -> str:
         """sha256 of the canonical JSON of these settings, recorded with every run."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return _canonical_digest(self.model_dump(mode="json"))
+
+    def gates_digest(self) -> str:
+        """sha256 of the gate policy alone, recorded with every gate result."""
+        return _canonical_digest(self.gates.model_dump(mode="json"))
+
+
+def _canonical_digest(document: Any) -> str:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def parse_settings(raw: dict[str, Any], origin: str = "settings") -> Settings:

@@ -7,8 +7,9 @@ import shutil
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from gatewise.flows import steps
 from gatewise.flows.steps import CandidateOutcome, RunOutcome, RunRequest
@@ -60,12 +61,16 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
         data_gate = validate_data(dataset)
         lap("data")
         if not data_gate.passed:
+            registry.record_run(run_id, model, settings.model_dump(mode="json"), settings.digest(),
+                                {"dataset": dataset.fingerprint}, steps.plugin_records(settings))
             registry.record_data_rejection(run_id, model, data_gate)
             return RunOutcome(run_id, model, "data_rejected", data_gate=data_gate, settings_digest=settings.digest(), timings=timings)
 
         split = split_data(dataset, settings)
         current = load_current(request, dataset, split)
         fingerprints = steps.data_fingerprints(dataset, split, current)
+        registry.record_run(run_id, model, settings.model_dump(mode="json"), settings.digest(), fingerprints,
+                            steps.plugin_records(settings))
         lap("data")
 
         trained = train_parent(settings, dataset, split)
@@ -76,31 +81,30 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
             parent = export_parent(trained, split, workdir)
             calibration = trained.spec.encode(split.train.sample(n=min(2048, len(split.train)), random_state=0))
             futures = [compress.submit(settings, name, parent, calibration, workdir) for name in settings.compress.compressors]
-            candidates = [parent] + [f.result() for f in futures]
+            children = [f.result() for f in futures]
             lap("export_compress")
 
             champion_info = registry.champion(model)
             champion = rescore_champion(
                 champion_info, registry.artifact_path(champion_info.version) if champion_info else None, split
             )
-            outcomes: list[CandidateOutcome] = []
-            parent_scores = None
-            for candidate in candidates:
-                if candidate.status != "ok":
-                    outcomes.append(CandidateOutcome(candidate))
-                    continue
-                results, scores, latency = gate_candidate(settings, dataset, split, current, candidate, parent_scores, champion)
-                if candidate.name == steps.PARENT:
-                    parent_scores = scores
-                outcomes.append(CandidateOutcome(candidate, results=results, latency_ms=round(latency, 4)))
+            # The parent is gated first: its test scores are the baseline of every compressed child.
+            results, parent_scores, latency = gate_candidate(settings, dataset, split, current, parent, None, champion)
+            outcomes = [CandidateOutcome(parent, results=results, latency_ms=round(latency, 4))]
+            gated = {
+                c.name: gate_candidate.submit(settings, dataset, split, current, c, parent_scores, champion)
+                for c in children if c.status == "ok"
+            }
+            for child in children:
+                if child.name in gated:
+                    results, _, latency = gated[child.name].result()
+                    outcomes.append(CandidateOutcome(child, results=results, latency_ms=round(latency, 4)))
+                else:
+                    outcomes.append(CandidateOutcome(child))
             lap("gates")
 
-            registry.record_run(
-                run_id, model, settings.model_dump(mode="json"), settings.digest(), fingerprints,
-                [_plugin_record(c) for c in candidates],
-            )
             evidence = {
-                "policy_digest": _policy_digest(settings),
+                "policy_digest": settings.gates_digest(),
                 "data": fingerprints,
                 "champion_version": champion.version if champion else None,
             }
@@ -114,37 +118,22 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
             shutil.rmtree(workdir, ignore_errors=True)
 
         winner = steps.select_winner(tuple(registered))
-        promoted = None
         if winner is not None:
             registry.promote(winner.version)
-            promoted = winner.version
         lap("register")
         return RunOutcome(
-            run_id, model, "promoted" if promoted else "blocked", tuple(registered), data_gate,
-            champion.version if champion else None, promoted, fingerprints, settings.digest(), timings,
+            run_id, model, "promoted" if winner else "blocked", tuple(registered), data_gate,
+            champion.version if champion else None, winner.version if winner else None, fingerprints,
+            settings.digest(), timings,
         )
     finally:
         registry.close()
 
 
-def _workdir(request: RunRequest):
-    from pathlib import Path
-
+def _workdir(request: RunRequest) -> Path:
     base = Path(request.home) / "tmp"
     base.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix="run-", dir=base))
-
-
-def _plugin_record(candidate) -> dict:
-    p = candidate.plugin
-    return {"candidate": candidate.name, "plugin": p.name, "version": p.version, "distribution": p.distribution, "code_sha256": p.code_sha256}
-
-
-def _policy_digest(settings) -> str:
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(settings.gates.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
 @contextmanager

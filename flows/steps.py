@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import statistics
 import time
 from dataclasses import dataclass, field, replace
@@ -170,11 +171,16 @@ def compress(settings: Settings, name: str, parent: Candidate, calibration: np.n
     """Run one compressor in isolation: any failure becomes an 'errored' candidate."""
     from gatewise.scoring import OnnxScorer
 
-    plugins = load_plugins()
-    registered = plugins.get("compressor", name)  # an unknown name is a usage error, raised
-    path = workdir / f"{name}.onnx"
+    registered = load_plugins().get("compressor", name)  # an unknown name is a usage error, raised
+    # Each compressor gets a folder and a copy of the parent of its own: quantizers write
+    # temporary files beside their input, and compressors run in parallel.
+    own = workdir / name
+    own.mkdir()
+    parent_copy = own / f"{PARENT}.onnx"
+    shutil.copyfile(parent.onnx_path, parent_copy)
+    path = own / f"{name}.onnx"
     try:
-        registered.component.compress(parent.onnx_path, path, calibration, dict(settings.compress.params.get(name, {})))
+        registered.component.compress(parent_copy, path, calibration, dict(settings.compress.params.get(name, {})))
         if not path.exists():
             raise GatewiseError(f"wrote no file at {path.name}")
         scores = OnnxScorer(path).predict_encoded(calibration[:64])
@@ -260,6 +266,18 @@ def data_fingerprints(dataset: Dataset, split: Split, current: pd.DataFrame) -> 
         "test": split.test_fingerprint,
         "current": split.test_fingerprint if current is split.test else fingerprint(current),
     }
+
+
+def plugin_records(settings: Settings) -> list[dict[str, str]]:
+    """Which trainer and compressors a run uses: name, version, distribution, code hash."""
+    plugins = load_plugins()
+    chosen = [("trainer", settings.train.trainer)] + [("compressor", n) for n in settings.compress.compressors]
+    records = []
+    for kind, name in chosen:
+        info = plugins.get(kind, name).info
+        records.append({"kind": kind, "name": info.name, "version": info.version,
+                        "distribution": info.distribution, "code_sha256": info.code_sha256})
+    return records
 
 
 def open_registry(settings: Settings, home: Path) -> Registry:

@@ -72,7 +72,8 @@ def validate_dataset(frame: pd.DataFrame, schema: Schema) -> GateResult:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    gx_logger = logging.getLogger("great_expectations")
+    # The child logger that says it has its own level once GX is imported, so set it directly.
+    gx_logger = logging.getLogger("great_expectations.data_context.types.base")
     level = gx_logger.level
     # GX narrates an ephemeral context at INFO ("Created temporary directory ... docs site");
     # the run's log should show the verdict, not that.
