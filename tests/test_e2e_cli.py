@@ -7,11 +7,15 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.e2e
+
+# The repository's own gatewise.toml, which `make demo` runs with (it relaxes the fairness limits
+# in the open: see the file).
+DEMO_CONFIG = str(Path(__file__).resolve().parent.parent / "gatewise.toml")
 
 
 def gatewise(home, *args, timeout=600):
@@ -29,7 +33,7 @@ def home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def first_run(home):
-    done = gatewise(home, "run", "--json")
+    done = gatewise(home, "run", "--config", DEMO_CONFIG, "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 
@@ -46,9 +50,27 @@ def test_first_run_promotes_a_gated_candidate(first_run):
 
 
 def test_second_run_rescores_the_champion(home, first_run):
-    done = gatewise(home, "run")
+    done = gatewise(home, "run", "--config", DEMO_CONFIG, "--json")
     assert done.returncode in (0, 3), done.stderr[-3000:]
-    assert f"champion {first_run['promoted']} re-scored" in done.stdout
+    second = json.loads(done.stdout)
+    assert second["champion"] == {"version": first_run["promoted"], "rescored": True}
+    for candidate in second["candidates"]:
+        accuracy = candidate["gates"]["accuracy_regression"]
+        assert accuracy["details"]["champion_rescored"] is True
+        assert accuracy["details"]["champion_version"] == first_run["promoted"]
+        assert "drop vs champion" in accuracy["summary"]
+
+
+def test_default_policy_blocks_and_prints_one_line_per_failed_gate(tmp_path):
+    # No gatewise.toml in this folder: the default fairness limits (0.20) apply, and the
+    # bundled data's disparity by colour blocks every candidate.
+    env = {**os.environ, "GATEWISE_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-m", "gatewise.cli", "run"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 3, done.stderr[-3000:]
+    failed = [line for line in done.stdout.splitlines() if ": fairness failed:" in line]
+    assert len(failed) == 3 and all("colour" in line for line in failed)
+    assert "nothing promoted" in done.stdout
 
 
 def test_registry_lists_and_verifies(home, first_run):
@@ -80,7 +102,7 @@ def test_label_copy_is_caught_by_the_leakage_gate(tmp_path):
     data = tmp_path / "leaky.csv"
     frame.to_csv(data, index=False)
     done = gatewise(tmp_path / "home", "run", "--data", str(data), "--label", "released", "--positive", "Yes",
-                    "--sensitive", "colour,sex", "--json")
+                    "--sensitive", "colour,sex", "--config", DEMO_CONFIG, "--json")
     assert done.returncode == 3, done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert report["promoted"] is None
