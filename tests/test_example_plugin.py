@@ -74,3 +74,11 @@ def test_bad_parameter_is_named_before_the_run(tmp_path):
     request = steps.RunRequest(settings=Settings.model_validate(settings), home=tmp_path)
     with pytest.raises(UsageError, match="prune_magnitude': sparsity must be a number"):
         steps.preflight(request)
+
+
+def test_the_example_meets_the_contract_kit(tmp_path):
+    from gatewise.testing import check_compressor
+    from gatewise_prune import MagnitudePruning
+
+    report = check_compressor(MagnitudePruning(), tmp_path, params={"sparsity": 0.2})
+    assert report.decision_agreement >= 0.9
