@@ -126,3 +126,21 @@ def test_help_loads_no_heavy_library():
            "heavy = [m for m in ('torch', 'prefect', 'evidently', 'great_expectations', 'onnxruntime', 'sqlmodel', 'pandas') if m in sys.modules]; print(heavy)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_missing_labels_are_rejected_by_the_data_gate_and_recorded(tmp_path):
+    from sklego.datasets import load_arrests
+
+    frame = load_arrests(as_frame=True)
+    frame.loc[:9, "released"] = None
+    data = tmp_path / "gaps.csv"
+    frame.to_csv(data, index=False)
+    home = tmp_path / "home"
+    done = gatewise(home, "run", "--data", str(data), "--label", "released", "--positive", "Yes",
+                    "--sensitive", "colour,sex", "--config", DEMO_CONFIG)
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert "data gate FAILED" in done.stdout and "released" in done.stdout
+    assert "nothing trained" in done.stdout
+    listing = gatewise(home, "registry", "ls", "--json")
+    assert listing.returncode == 0 and "gaps:v1" not in listing.stdout
+    assert gatewise(home, "registry", "verify").returncode == 0
