@@ -52,6 +52,7 @@ def test_a_crashing_compressor_becomes_an_errored_candidate(tmp_path, monkeypatc
     plugins = load_plugins()
     info = PluginInfo("explodes", "1.0", "thirdparty", "0" * 64)
     monkeypatch.setitem(plugins._components["compressor"], "explodes", Registered(Exploding(), info))
+    (tmp_path / "p.onnx").write_bytes(b"a parent model")
     parent = Candidate(name="parent", plugin=info, status="ok", onnx_path=tmp_path / "p.onnx", sha256="0" * 64)
     import numpy as np
 
