@@ -109,6 +109,9 @@ def preflight(request: RunRequest) -> Dataset:
     current = request.current_path or settings.data.current
     if current is not None:
         read_current(Path(current), dataset)
+    from gatewise.registry.database import probe
+
+    probe(request.home, settings.registry.url)  # an unreachable or corrupt registry stops us here
     return dataset
 
 

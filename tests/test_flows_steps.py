@@ -73,3 +73,20 @@ def test_selection_prefers_latency_then_size_and_skips_failures():
     tie_small = _outcome("c", 0.103, 500)
     assert steps.select_winner((fast_big, tie_small)).candidate.name == "c"
     assert steps.select_winner((_outcome("d", 0.01, 1, passed=False),)) is None
+
+
+def test_preflight_stops_at_an_unreachable_registry(tmp_path):
+    from gatewise.errors import RegistryError
+
+    req = request(tmp_path, registry={"url": "postgresql+psycopg://nobody@127.0.0.1:1/none"})
+    with pytest.raises(RegistryError, match="cannot reach the registry"):
+        steps.preflight(req)
+
+
+def test_preflight_stops_at_a_corrupt_registry_file(tmp_path):
+    from gatewise.errors import RegistryError
+
+    (tmp_path / "registry.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(RegistryError, match="corrupt or not a SQLite database"):
+        steps.preflight(request(tmp_path))
+    assert (tmp_path / "registry.db").read_bytes() == b"this is not a database" * 100
