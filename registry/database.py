@@ -105,7 +105,10 @@ def describe_db_error(url: str, exc: BaseException) -> str:
     first = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
     if isinstance(original, sqlite3.DatabaseError) and "not a database" in first:
         return f"registry database {where} is corrupt or not a SQLite database ({first})"
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated or "connect" in first.lower() or "connection" in first.lower():
+    lowered = first.lower()
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated or any(
+        word in lowered for word in ("connect", "connection", "resolve host", "translate host name")
+    ):
         return f"cannot reach the registry at {where}: {first}"
     return f"registry database {where}: {first}"
 
@@ -125,3 +128,20 @@ def db_errors(url: str) -> Iterator[None]:
 
 def has_ledger(engine: Engine) -> bool:
     return inspect(engine).has_table("ledger")
+
+
+def probe(home: Path, url: str | None) -> None:
+    """Check, creating nothing, that the registry can be opened: a reachable server, a sound file.
+
+    A SQLite file that does not exist yet passes: the first run creates it.
+    """
+    url = resolve_url(home, url)
+    db_file = sqlite_path(url)
+    if db_file is not None and not db_file.exists():
+        return
+    engine = make_engine(url, writable=False)
+    try:
+        with db_errors(url):
+            has_ledger(engine)
+    finally:
+        engine.dispose()
