@@ -7,7 +7,9 @@ What it measures: the projection query path (``gatewise.registry.queries`` and `
 through a registry opened read-only, as `gatewise registry gates | show` run them). The tables
 are bulk-loaded with plain executemany / COPY in the registry's real schema, with realistic but
 synthetic rows; nothing is signed (signing 1M entries would take minutes and says nothing about
-queries), so the ledger table is empty and `verify` would reject this database.
+queries): the ledger holds unsigned rows for the promotions only (history reads their signer),
+and `verify` would reject this database. The history query is
+``gatewise.registry.history.model_history`` where this checkout has it, else a model's promotions.
 
 Each query is also timed in the same run against two baselines:
 - "before": the same SQL on the same table with the indexes this schema added for listings
@@ -31,13 +33,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 OUT = Path(__file__).resolve().parent / "out"
-DATA_VERSION = 1  # bump when the generated rows change, so cached databases are rebuilt
+DATA_VERSION = 2  # bump when the generated rows change, so cached databases are rebuilt
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 GATES = {  # mandatory gates and the chance that a candidate passes each
     "accuracy_regression": 0.93,
@@ -52,6 +54,7 @@ MODELS = {  # share of runs; "rare" has a few hundred results among a million
 }  # fmt: skip
 CANDIDATES = (("parent", "torch_mlp"), ("int8_dynamic", "int8_dynamic"), ("int8_static", "int8_static"))
 DATA_REJECTION_RATE = 0.02
+KEYID = "k" * 64  # the (unsigned) ledger rows name one pipeline key
 # The listing indexes this change added to gate_results; "before" drops them.
 NEW_INDEXES = (
     "ix_gate_results_passed_time",
@@ -63,13 +66,6 @@ OLD_INDEX = ("ix_gate_results_model_gate_passed", ("model", "gate", "passed"))
 
 
 # -- synthetic registry -------------------------------------------------------------------------
-
-
-@dataclass
-class Generated:
-    """Row batches per table, produced in ledger order as the pipeline would have appended them."""
-
-    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def _digest(*parts: object) -> str:
@@ -150,6 +146,11 @@ def generate(target: int, seed: int = 7) -> Iterator[dict[str, list[dict[str, An
                                    "reason": "all mandatory gates passed",
                                    "gate_entries": json.dumps([{k: v[k] for k in ("gate", "seq", "digest")} for v in verdicts]),
                                    "created_at": t})
+                # History reads each decision's signer from the ledger: those entries exist (unsigned).
+                add("ledger", {"seq": s, "prev_digest": _digest("entry", s - 1), "digest": d,
+                               "predicate_type": "https://gatewise.dev/predicates/promotion/v1",
+                               "subject_sha256": _digest("onnx", version), "ref": version, "keyid": KEYID,
+                               "created_at": t, "envelope": "{}"})
                 production[model] = (version, s)
         if len(batch.get("gate_results", ())) >= 20_000 or made >= target:
             if made >= target:
@@ -258,11 +259,10 @@ class Query:
     sql: Callable[[random.Random], Any] | None  # rng -> the Select, for the baseline
 
 
-def queries(span_days: float, versions: list[str], history: Callable[[Any, str], int] | None) -> list[Query]:
+def queries(span_days: float, versions: list[str], models: list[str], history: Callable[[Any, str], int] | None) -> list[Query]:
     from gatewise.registry import queries as q
 
     gates = [*GATES, "data_validation"]
-    models = list(MODELS)
 
     def listing(make: Callable[[random.Random], Any]) -> tuple[Callable[[Any, random.Random], int], Callable[[random.Random], Any]]:
         def run(registry: Any, rng: random.Random) -> int:
@@ -288,8 +288,9 @@ def queries(span_days: float, versions: list[str], history: Callable[[Any, str],
         ("gates --model M --failed --since D", lambda r: q.GateFilter(model=r.choice(models), passed=False, since=since(r))),
         ("gates --model M --gate G --failed --since D",
          lambda r: q.GateFilter(model=r.choice(models), gate=r.choice(gates), passed=False, since=since(r))),
-        ("gates --model rare --gate fairness --failed", lambda r: q.GateFilter(model="rare", gate="fairness", passed=False)),
     ]
+    if "rare" in models:  # a model with a few hundred results among a million (absent from small runs)
+        shapes.append(("gates --model rare --gate fairness --failed", lambda r: q.GateFilter(model="rare", gate="fairness", passed=False)))
     found = [Query(name, *listing(make)) for name, make in shapes]
     if history is not None:
         found.append(Query("history MODEL", lambda reg, r: history(reg, r.choice(models)), None))
@@ -303,9 +304,9 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), p95
 
 
-def time_it(fn: Callable[[random.Random], int], reps: int, seed: int = 1) -> tuple[float, float, int]:
+def time_it(fn: Callable[[random.Random], int], reps: int, seed: int = 1, warmup: int = 3) -> tuple[float, float, int]:
     rng = random.Random(seed)
-    for _ in range(min(3, reps)):
+    for _ in range(min(warmup, reps)):
         fn(rng)  # warm the cache and the planner
     rng = random.Random(seed)
     samples, rows = [], 0
@@ -353,7 +354,7 @@ def before(engine: Any, plan: list[Query], reps: int) -> dict[str, tuple[float, 
                 def run(rng: random.Random, sql: Callable[[random.Random], Any] = sql) -> int:
                     return len([q.GateRecord._make(row) for row in conn.execute(sql(rng))][: q.DEFAULT_LIMIT])  # noqa: SLF001
 
-                p50, p95, _ = time_it(run, reps)
+                p50, p95, _ = time_it(run, reps, warmup=1)
                 results[query.name] = (p50, p95)
                 print(f"  before: {query.name:<46} p95 {p95:9.1f} ms", file=sys.stderr)
         finally:
@@ -369,7 +370,7 @@ def history_function() -> Callable[[Any, str], int] | None:
         from gatewise.registry import queries as q
 
         return lambda registry, model: len(q.promotions_of(registry, model))
-    for name in ("history", "model_history"):
+    for name in ("model_history", "history"):
         fn = getattr(h, name, None)
         if callable(fn):
             return lambda registry, model, fn=fn: len(_entries(fn(registry, model)))
@@ -377,20 +378,23 @@ def history_function() -> Callable[[Any, str], int] | None:
 
 
 def _entries(result: Any) -> Any:
-    return getattr(result, "entries", result)
+    if isinstance(result, dict):
+        return result.get("events", result.get("entries", []))
+    return getattr(result, "events", result)
 
 
 def bench_backend(label: str, engine: Any, url: str, home: Path, reps: int, baseline_reps: int, rows: int) -> list[dict[str, Any]]:
     from sqlalchemy import func, select
 
     from gatewise.registry import Registry
-    from gatewise.registry.schema import GateResultRow, VersionRow
+    from gatewise.registry.schema import GateResultRow, ModelRow, VersionRow
 
     with engine.connect() as conn:
         top = int(conn.execute(select(func.max(GateResultRow.__table__.c.entry_seq))).scalar() or 0)
         first, last = conn.execute(select(func.min(GateResultRow.__table__.c.created_at), func.max(GateResultRow.__table__.c.created_at))).one()
         rng = random.Random(3)
         count = int(conn.execute(select(func.count()).select_from(VersionRow.__table__)).scalar())
+        models = sorted(conn.execute(select(ModelRow.__table__.c.name)).scalars())
         versions = [f"{m}:v{n}" for m, n in conn.execute(
             select(VersionRow.__table__.c.model, VersionRow.__table__.c.number).where(VersionRow.__table__.c.number <= 1000)
         )]
@@ -398,7 +402,7 @@ def bench_backend(label: str, engine: Any, url: str, home: Path, reps: int, base
     span_days = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds() / 86400
     print(f"{label}: {rows:,} gate results, {count:,} versions, {span_days:.0f} days", file=sys.stderr)
     history = history_function()
-    plan = queries(span_days, versions, history)
+    plan = queries(span_days, versions, models, history)
     results = []
     pk = time_it(pk_lookup(engine, top), max(reps, 100))
     old = before(engine, plan, baseline_reps) if baseline_reps else {}
@@ -527,9 +531,11 @@ def report(results: list[dict[str, Any]]) -> None:
     widths = [max(len(c) for c in column) for column in zip(header, *rows)]
     for row in (header, *rows):
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-    slowest = {b: max(r["p95_ms"] for r in results if r["backend"] == b) for b in {r["backend"] for r in results}}
-    for backend, worst in sorted(slowest.items()):
-        print(f"{backend}: slowest p95 {worst:.1f} ms ({'under' if worst < 50 else 'OVER'} the 50 ms target)")
+    for backend in sorted({r["backend"] for r in results}):
+        mine = [r for r in results if r["backend"] == backend]
+        over = [f"{r['query']} ({r['p95_ms']:.0f} ms)" for r in mine if r["p95_ms"] >= 50]
+        print(f"{backend}: slowest p95 {max(r['p95_ms'] for r in mine):.1f} ms; "
+              + (f"over the 50 ms target: {', '.join(over)}" if over else "every query under the 50 ms target"))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gatewise.cli_queries import print_lineage
+
 VERIFY_FAILED = 4  # exit code when verification finds a problem
 
 
@@ -87,8 +89,10 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from gatewise.registry import queries
+
     with _open(args) as registry:
-        shown = registry.show(args.version)
+        shown = queries.show(registry, args.version)  # with its full lineage
     if args.json:
         print(json.dumps(shown, indent=2))
         return 0
@@ -109,6 +113,8 @@ def _show(args: argparse.Namespace) -> int:
     width = max(len(name) for name, _ in fields)
     for name, value in fields:
         print(f"{name:<{width}}  {value}")
+    print()
+    print_lineage(shown["lineage"])
     print()
     if shown["gate_results"]:
         rows = [

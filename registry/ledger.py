@@ -36,15 +36,18 @@ class Appender:
         self.seq, self.prev = (int(head.seq), head.digest) if head else (0, GENESIS_PREV)
         self._queued: dict[str, list[dict[str, Any]]] = {}
 
-    def append(self, subject_name: str, subject_sha256: str, predicate_type: str, body: dict[str, Any]) -> tuple[int, str]:
-        """Sign and append one statement; returns (seq, entry digest)."""
+    def append(
+        self, subject_name: str, subject_sha256: str, predicate_type: str, body: dict[str, Any], *, key: SigningKey | None = None
+    ) -> tuple[int, str]:
+        """Sign and append one statement (with ``key``, default the pipeline's); returns (seq, entry digest)."""
+        signer = key or self.key
         seq = self.seq + 1
         now = utc_now()
         # The chain position is inside the signed predicate: moving, dropping or re-linking an
         # entry breaks its signature, not just a column.
         predicate = {"ledger": {"seq": seq, "prev": self.prev, "time": now}, **st.jsonable(body)}
         stmt = st.statement(subject_name, subject_sha256, predicate_type, predicate)
-        envelope, payload = sign_statement(stmt, self.key.private, self.key.keyid)
+        envelope, payload = sign_statement(stmt, signer.private, signer.keyid)
         digest = sha256_hex(payload)
         derived = derive(seq, digest, predicate_type, predicate)
         self._queue(
@@ -56,7 +59,7 @@ class Appender:
                 "predicate_type": predicate_type,
                 "subject_sha256": subject_sha256,
                 "ref": derived.ref,
-                "keyid": self.key.keyid,
+                "keyid": signer.keyid,
                 "created_at": now,
                 "envelope": envelope,
             },

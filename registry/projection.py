@@ -48,7 +48,9 @@ class JsonValue:
         if _orjson is None:
             return other == _json(self.value)
         try:
-            return _orjson.dumps(_orjson.loads(other), option=_SORTED) == _orjson.dumps(self.value, option=_SORTED)
+            mine = _orjson.dumps(self.value, option=_SORTED)
+            # The stored text is almost always exactly what orjson writes: then it need not be parsed.
+            return other.encode() == mine or _orjson.dumps(_orjson.loads(other), option=_SORTED) == mine
         except (ValueError, TypeError):
             return False
 
@@ -120,7 +122,7 @@ def _key(p: dict[str, Any], common: dict[str, Any], enc: Any) -> Derived:
         "entry_seq": common["entry_seq"],
         "created_at": common["created_at"],
     }
-    return Derived(ref=keyid, rows={"keys": row})
+    return Derived(ref=keyid, rows={"keys": row, "key_events": _key_event(p, common, "introduction", keyid, row["role"])})
 
 
 def _run(p: dict[str, Any], common: dict[str, Any], enc: Any) -> Derived:
@@ -220,6 +222,88 @@ def _promotion(p: dict[str, Any], common: dict[str, Any], enc: Any) -> Derived:
     return Derived(ref=version, rows={"promotions": row}, model=model, production=version)
 
 
+# -- key lifecycle and human decisions (written by gatewise.registry.keyring and .decisions) ------
+
+
+def _key_event(p: dict[str, Any], common: dict[str, Any], event: str, keyid: str, role: str | None) -> dict[str, Any]:
+    signed_by = "revoked_by" if event == "revocation" else "introduced_by"
+    return {
+        "entry_seq": common["entry_seq"],
+        "entry_digest": common["entry_digest"],
+        "event": event,
+        "keyid": keyid,
+        "name": _get(p, "name", str) if event != "revocation" and "name" in p else None,
+        "role": role,
+        "replaces": _get(p, "replaces", str) if event == "rotation" else None,
+        "reason": _get(p, "reason", str, optional=True) if event != "introduction" else None,
+        "signed_by": _get(p, signed_by, str),
+        "created_at": common["created_at"],
+    }
+
+
+def _named_key(event: str) -> Any:
+    def build(p: dict[str, Any], common: dict[str, Any], enc: Any) -> Derived:
+        _get(p, "name", str)  # key/v2 and rotations always name the holder
+        derived = _key(p, common, enc)
+        derived.rows["key_events"] = _key_event(p, common, event, derived.ref, derived.rows["keys"]["role"])
+        return derived
+
+    return build
+
+
+def _key_revocation(p: dict[str, Any], common: dict[str, Any], enc: Any) -> Derived:
+    keyid = _get(p, "keyid", str)
+    return Derived(ref=keyid, rows={"key_events": _key_event(p, common, "revocation", keyid, None)})
+
+
+def _approver(p: dict[str, Any], optional: bool = False) -> tuple[str | None, str | None]:
+    approver = _get(p, "approver", dict, optional=optional)
+    if approver is None:
+        return None, None
+    return _get(approver, "name", str), _get(approver, "keyid", str)
+
+
+def _waiver(p: dict[str, Any], common: dict[str, Any], enc: Any) -> Derived:
+    version = _get(p, "version", str)
+    name, keyid = _approver(p)
+    row = {
+        "version": version,
+        "model": _get(p, "model", str),
+        "gates": enc(_get(p, "gates", list)),
+        "approver": name,
+        "approver_keyid": keyid,
+        "reason": _get(p, "reason", str),
+        **common,
+    }
+    return Derived(ref=version, rows={"waivers": row})
+
+
+def _promotion_v2(p: dict[str, Any], common: dict[str, Any], enc: Any) -> Derived:
+    _approver(p)
+    _get(p, "waivers", list)
+    return _promotion(p, common, enc)
+
+
+def _rollback(p: dict[str, Any], common: dict[str, Any], enc: Any) -> Derived:
+    version = _get(p, "version", str)
+    model = _get(p, "model", str)
+    name, keyid = _approver(p, optional=True)
+    restores = _get(p, "restores", dict)
+    row = {
+        "version": version,
+        "model": model,
+        "alias": _get(p, "alias", str),
+        "previous_version": _get(p, "previous_version", str),
+        "reason": _get(p, "reason", str),
+        "approver": name,
+        "approver_keyid": keyid,
+        "promotion_seq": _get(restores, "seq", int),
+        "promotion_digest": _get(restores, "digest", str),
+        **common,
+    }
+    return Derived(ref=version, rows={"rollbacks": row}, model=model, production=version)
+
+
 _BUILDERS = {
     st.KEY: _key,
     st.RUN: _run,
@@ -227,4 +311,10 @@ _BUILDERS = {
     st.GATE_RESULT: _gate_result,
     st.DATA_REJECTED: _data_rejected,
     st.PROMOTION: _promotion,
+    st.KEY_V2: _named_key("introduction"),
+    st.KEY_ROTATION: _named_key("rotation"),
+    st.KEY_REVOCATION: _key_revocation,
+    st.WAIVER: _waiver,
+    st.PROMOTION_V2: _promotion_v2,
+    st.ROLLBACK: _rollback,
 }

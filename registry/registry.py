@@ -32,8 +32,10 @@ from gatewise.registry.database import (
     sqlite_path,
     write_transaction,
 )
+from gatewise.registry.keyring import ensure_key
 from gatewise.registry.keys import SigningKey, keyid_of, load_or_create_key
 from gatewise.registry.ledger import Appender, parse_time
+from gatewise.registry.receipt import record_head
 from gatewise.registry.schema import (
     ENTRY_TABLES,
     GateResultRow,
@@ -43,6 +45,7 @@ from gatewise.registry.schema import (
     PromotionRow,
     RunRow,
     VersionRow,
+    create_missing_indexes,
 )
 from gatewise.registry.verify import VerifyReport
 from gatewise.types import Candidate, GateResult
@@ -122,6 +125,7 @@ class Registry:
                 # Under the write lock, so that processes starting together do not race.
                 with write_transaction(engine) as conn:
                     SQLModel.metadata.create_all(conn, tables=_tables())
+                    create_missing_indexes(conn, _tables())
             key = load_or_create_key(home)
             registry = cls(home, url, engine, key)
             registry._introduce_key()
@@ -145,6 +149,7 @@ class Registry:
         with db_errors(self.url), write_transaction(self._engine) as conn:
             keys = [row.keyid for row in conn.execute(select(_K.keyid))]
             if key.keyid in keys:
+                ensure_key(conn, key)  # a rotated or revoked key signs nothing more
                 return
             if keys or conn.execute(select(_L.seq).limit(1)).first() is not None:
                 raise RegistryError(
@@ -166,6 +171,7 @@ class Registry:
                 },
             )
             appender.flush()
+        record_head(self.home, key, (0, st.GENESIS_PREV), (appender.seq, appender.prev), self._engine)
 
     def _signing_key(self) -> SigningKey:
         if self._key is None:
@@ -177,9 +183,12 @@ class Registry:
         """One locked write transaction; driver errors become one RegistryError line."""
         key = self._signing_key()
         with db_errors(self.url), write_transaction(self._engine) as conn:
+            ensure_key(conn, key)  # under the lock: a key rotated or revoked meanwhile signs nothing
             appender = Appender(conn, key)
+            start = (appender.seq, appender.prev)
             yield conn, appender
             appender.flush()
+        record_head(self.home, key, start, (appender.seq, appender.prev), self._engine)  # signed head receipt, after commit
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -359,6 +368,51 @@ class Registry:
             raise RegistryError(f"cannot promote {version}: {'; '.join(problems)}")
         return [{"gate": gate, "seq": latest[gate][0], "digest": latest[gate][1]} for gate in MANDATORY_GATES]
 
+    # -- keys and human decisions (gatewise.registry.keyring, .decisions, .history) ---------
+
+    def keys(self) -> list[Any]:
+        """Every key the ledger introduced, with role, name and status (``KeyState``s)."""
+        from gatewise.registry.keyring import list_keys
+
+        return list_keys(self)
+
+    def introduce_approver(self, name: str, key_file: Path | None = None) -> Any:
+        """Create an approver's personal key (or read ``key_file``) and introduce it, signed by the pipeline key."""
+        from gatewise.registry.keyring import introduce_approver
+
+        return introduce_approver(self, name, key_file)
+
+    def rotate_key(self, approver: str | None = None, key_file: Path | None = None, reason: str | None = None) -> Any:
+        """Replace the pipeline key, or an approver's key; the old key signs nothing after it."""
+        from gatewise.registry.keyring import rotate_key
+
+        return rotate_key(self, approver, key_file, reason)
+
+    def revoke_key(self, keyid: str | None = None, *, approver: str | None = None, reason: str) -> Any:
+        """Revoke a key (by id or unique prefix, or an approver's active key)."""
+        from gatewise.registry.keyring import revoke_key
+
+        return revoke_key(self, keyid, approver, reason)
+
+    def approve_promotion(self, version: str, *, approver: str, reason: str, waive: Iterable[str] = (), key_file: Path | None = None) -> Any:
+        """Promote on an approver's own signature, waiving failed gates (see gatewise.registry.decisions)."""
+        from gatewise.registry.decisions import approve_promotion
+
+        return approve_promotion(self, version, approver=approver, reason=reason, waive=waive, key_file=key_file)
+
+    def rollback(self, model: str, *, reason: str, to: str | None = None, approver: str | None = None, key_file: Path | None = None) -> Any:
+        """Move the production alias back to an earlier promoted version (default: the previous one)."""
+        from gatewise.registry.decisions import rollback
+
+        return rollback(self, model, reason=reason, to=to, approver=approver, key_file=key_file)
+
+    def history(self, model: str, limit: int = 100) -> dict[str, Any]:
+        """The newest ``limit`` (0: all) promotions, rollbacks and waivers of ``model``, with signers
+        and the gate results relied on."""
+        from gatewise.registry.history import model_history
+
+        return model_history(self, model, limit)
+
     # -- queries ---------------------------------------------------------------------------
 
     def champion(self, model: str) -> VersionInfo | None:
@@ -496,8 +550,11 @@ class Registry:
         production = {
             r.production_version for r in conn.execute(select(_M.production_version).where(_M.name.in_(models)))
         }
-        # Promotions are few next to versions: fetch the models' promoted names in one query.
-        promoted = set(conn.execute(select(_P.version).where(_P.model.in_(models)).distinct()).scalars())
+        # A few versions (show, champion): look each up by name; a long listing: fetch the models'
+        # promoted names in one query (a busy model has tens of thousands, too many for one show).
+        names = [row.name for row in rows]
+        by_name = _P.version.in_(names) if len(names) <= 500 else _P.model.in_(models)
+        promoted = set(conn.execute(select(_P.version).where(by_name).distinct()).scalars())
         artifacts = self.home / "artifacts"
         return [
             VersionInfo(

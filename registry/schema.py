@@ -8,9 +8,10 @@ hold canonical JSON text, so that a row compares field by field with its signed 
 
 from __future__ import annotations
 
-from typing import Optional
+from collections.abc import Iterable
+from typing import Any, Optional
 
-from sqlalchemy import BigInteger, Column, Index, Text
+from sqlalchemy import BigInteger, Column, Index, Table, Text, inspect
 from sqlmodel import Field, SQLModel
 
 
@@ -132,10 +133,16 @@ class GateResultRow(SQLModel, table=True):
     champion_version: Optional[str] = None
     created_at: str
 
+    # Listings (registry/queries.py) are newest first under any mix of model / gate / verdict /
+    # time filters: each mix has an index with its equality columns first, ending in
+    # (created_at, entry_seq), so a query walks one index backwards and stops at its limit.
     __table_args__ = (
         Index("ix_gate_results_version_gate", "version", "gate", "entry_seq"),
-        Index("ix_gate_results_model_gate_passed", "model", "gate", "passed"),
         Index("ix_gate_results_run", "run_id"),
+        Index("ix_gate_results_passed_time", "passed", "created_at", "entry_seq"),
+        Index("ix_gate_results_gate_time", "gate", "passed", "created_at", "entry_seq"),
+        Index("ix_gate_results_model_time", "model", "passed", "created_at", "entry_seq"),
+        Index("ix_gate_results_model_gate_time", "model", "gate", "passed", "created_at", "entry_seq"),
     )
 
 
@@ -155,6 +162,65 @@ class PromotionRow(SQLModel, table=True):
     __table_args__ = (Index("ix_promotions_model_seq", "model", "entry_seq"),)
 
 
+class KeyEventRow(SQLModel, table=True):
+    """One row per key entry: a key introduced (``introduction``, ``rotation``) or ``revocation``.
+
+    A key's status (active, rotated, revoked) is the replay of these rows (gatewise.registry.keyring).
+    """
+
+    __tablename__ = "key_events"
+
+    entry_seq: int = Field(sa_column=_seq_pk())
+    entry_digest: str
+    event: str = Field(description="'introduction', 'rotation' or 'revocation'")
+    keyid: str = Field(description="The key introduced (for a rotation: the successor) or revoked.")
+    name: Optional[str] = Field(default=None, description="Who holds the key (an approver's name); NULL in key/v1.")
+    role: Optional[str] = Field(default=None, description="'pipeline' or 'approver'; NULL for a revocation.")
+    replaces: Optional[str] = Field(default=None, description="A rotation's retired key id.")
+    reason: Optional[str] = Field(default=None, sa_column=Column(Text))
+    signed_by: str = Field(description="The key id the predicate names as introducing or revoking it.")
+    created_at: str
+
+
+class WaiverRow(SQLModel, table=True):
+    """An approver's signed override of failed gate results; the gate_results rows stay failed."""
+
+    __tablename__ = "waivers"
+
+    entry_seq: int = Field(sa_column=_seq_pk())
+    entry_digest: str
+    version: str = Field(index=True)
+    model: str
+    gates: str = Field(sa_column=Column(Text, nullable=False), description="JSON list of {gate, seq, digest} overridden.")
+    approver: str
+    approver_keyid: str
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: str
+
+    __table_args__ = (Index("ix_waivers_model_seq", "model", "entry_seq"),)
+
+
+class RollbackRow(SQLModel, table=True):
+    """The production alias moved back to an earlier promoted version."""
+
+    __tablename__ = "rollbacks"
+
+    entry_seq: int = Field(sa_column=_seq_pk())
+    entry_digest: str
+    version: str = Field(index=True, description="The version the alias moves back to.")
+    model: str
+    alias: str
+    previous_version: str
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    approver: Optional[str] = None
+    approver_keyid: Optional[str] = None
+    promotion_seq: int = Field(sa_type=BigInteger, description="The earlier promotion of the version it restores.")
+    promotion_digest: str
+    created_at: str
+
+    __table_args__ = (Index("ix_rollbacks_model_seq", "model", "entry_seq"),)
+
+
 # Projection tables with one row per ledger entry at most, keyed by the entry's seq.
 ENTRY_TABLES = {
     "keys": KeyRow,
@@ -163,5 +229,19 @@ ENTRY_TABLES = {
     "gate_results": GateResultRow,
     "promotions": PromotionRow,
     "artifacts": ArtifactRow,
+    "key_events": KeyEventRow,
+    "waivers": WaiverRow,
+    "rollbacks": RollbackRow,
 }
 ALL_TABLES = ("ledger", *ENTRY_TABLES, "models")
+
+
+def create_missing_indexes(conn: Any, tables: Iterable[Table]) -> None:
+    """Create the declared indexes an older registry lacks (``create_all`` adds them only with a
+    new table), so a registry opened for writing gets the query indexes of this version."""
+    inspector = inspect(conn)
+    for table in tables:
+        present = {found["name"] for found in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in present:
+                index.create(conn)

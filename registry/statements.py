@@ -34,7 +34,18 @@ CANDIDATE = PREDICATE_BASE + "candidate/v1"
 GATE_RESULT = PREDICATE_BASE + "gate-result/v1"
 DATA_REJECTED = PREDICATE_BASE + "data-rejected/v1"
 PROMOTION = PREDICATE_BASE + "promotion/v1"
-PREDICATE_TYPES = (KEY, RUN, CANDIDATE, GATE_RESULT, DATA_REJECTED, PROMOTION)
+# Key lifecycle and human decisions (docs/audit.md): named keys, rotation, revocation; waivers,
+# approver-signed promotions that may rely on waivers, rollbacks of the production alias.
+KEY_V2 = PREDICATE_BASE + "key/v2"
+KEY_ROTATION = PREDICATE_BASE + "key-rotation/v1"
+KEY_REVOCATION = PREDICATE_BASE + "key-revocation/v1"
+WAIVER = PREDICATE_BASE + "waiver/v1"
+PROMOTION_V2 = PREDICATE_BASE + "promotion/v2"
+ROLLBACK = PREDICATE_BASE + "rollback/v1"
+KEY_INTRODUCING = (KEY, KEY_V2, KEY_ROTATION)  # entries that carry a public key
+KEY_TYPES = (*KEY_INTRODUCING, KEY_REVOCATION)
+DECISION_TYPES = (WAIVER, PROMOTION_V2, ROLLBACK)
+PREDICATE_TYPES = (KEY, RUN, CANDIDATE, GATE_RESULT, DATA_REJECTED, PROMOTION, KEY_V2, KEY_ROTATION, KEY_REVOCATION, WAIVER, PROMOTION_V2, ROLLBACK)
 _SHORT = {t: t[len(PREDICATE_BASE):].rsplit("/", 1)[0] for t in PREDICATE_TYPES}
 
 GENESIS_PREV = "0" * 64
@@ -133,6 +144,11 @@ def open_envelope(envelope_text: str) -> tuple[bytes, str, bytes]:
         envelope = parse_json(envelope_text)
     except (TypeError, ValueError) as exc:
         raise EnvelopeError(f"envelope is not JSON ({exc})") from None
+    return envelope_parts(envelope)
+
+
+def envelope_parts(envelope: Any) -> tuple[bytes, str, bytes]:
+    """``open_envelope`` for an envelope already parsed (an audit bundle line carries it as an object)."""
     if not isinstance(envelope, dict) or envelope.get("payloadType") != PAYLOAD_TYPE:
         raise EnvelopeError(f"envelope payloadType is not {PAYLOAD_TYPE}")
     signatures = envelope.get("signatures")

@@ -1,9 +1,11 @@
 """A verification worker process: ``python -m gatewise.registry.verify_worker``.
 
-It reads (url, public keys, chunk ranges) as one pickle on stdin and writes one pickled chunk
-result per range on stdout, in order. A separate interpreter rather than multiprocessing, so that
-the caller's main script is never re-imported (a script without an ``if __name__`` guard would
-otherwise run its registry writes again in every worker).
+It reads (source, public keys, tasks) as one pickle on stdin and writes one pickled chunk result
+per task on stdout, in order. The source is a database (its driver's connection target) or a
+bundle's ledger.jsonl; a worker loads neither SQLAlchemy nor the schema. A
+separate interpreter rather than multiprocessing, so that the caller's main script is never
+re-imported (a script without an ``if __name__`` guard would otherwise run its registry writes
+again in every worker).
 """
 
 from __future__ import annotations
@@ -13,18 +15,19 @@ import sys
 
 
 def main() -> None:
-    from gatewise.registry.database import make_engine
-    from gatewise.registry.verify import check_chunk
+    from gatewise.registry.verify import run_task
 
-    url, public_keys, ranges = pickle.load(sys.stdin.buffer)
-    engine = make_engine(url, writable=False)
+    spec, public_keys, tasks = pickle.load(sys.stdin.buffer)
     out = sys.stdout.buffer
+    cache: dict = {}
     try:
-        for lo, hi in ranges:
-            pickle.dump(check_chunk(engine, lo, hi, public_keys), out, protocol=pickle.HIGHEST_PROTOCOL)
+        for task in tasks:
+            pickle.dump(run_task(spec, task, public_keys, cache), out, protocol=pickle.HIGHEST_PROTOCOL)
             out.flush()
     finally:
-        engine.dispose()
+        source = cache.get("db")
+        if source is not None:
+            source.dispose()
 
 
 if __name__ == "__main__":

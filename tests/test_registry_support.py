@@ -61,11 +61,19 @@ def _postgres_backend(home: Path):
         pytest.skip(f"{POSTGRES_ENV} is not set: PostgreSQL backend not tested")
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
 
     schema = f"gw_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    unreachable = None
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    except OperationalError as exc:
+        unreachable = str(exc.orig).strip().splitlines()[0]
+    if unreachable is not None:  # set on purpose (as CI does) but unreachable: fail, do not skip
+        admin.dispose()
+        pytest.fail(f"{POSTGRES_ENV} is set but the server cannot be reached: {unreachable}", pytrace=False)
     url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
     backend = Backend(home, url.render_as_string(hide_password=False))
     try:

@@ -1,0 +1,159 @@
+"""`gatewise registry gates`: list, filter and export signed gate verdicts (read-only).
+
+The registry package is imported inside the handler so that `gatewise --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from gatewise.errors import UsageError
+
+DEFAULT_LIMIT = 1000  # the same as gatewise.registry.queries.DEFAULT_LIMIT, without importing it
+
+
+def add_commands(subparsers: Any, registry_subparsers: Any) -> None:
+    """Add `registry gates` to the registry command group."""
+    gates = registry_subparsers.add_parser(
+        "gates",
+        help="list gate results, newest first (filter, JSON, CSV)",
+        description="List signed gate verdicts, newest first: version, gate, verdict, value, threshold, "
+        "time and entry digest. Filters combine. Exit 2 on an unknown model or gate name or a bad date.",
+    )
+    gates.add_argument("--model", help="only this model's results")
+    gates.add_argument("--gate", metavar="NAME", help="only this gate (e.g. fairness, data_validation)")
+    gates.add_argument("--failed", action="store_true", help="only verdicts that failed")
+    gates.add_argument("--since", metavar="DATE", help="recorded at or after DATE (YYYY-MM-DD or ISO-8601 time; UTC unless it says)")
+    gates.add_argument("--until", metavar="DATE", help="recorded before DATE")
+    gates.add_argument("--limit", type=_limit, default=None, metavar="N",
+                       help=f"at most N rows, newest first (default {DEFAULT_LIMIT}, or all with --csv; 0: all)")
+    output = gates.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON document (a list of results)")
+    output.add_argument("--format", choices=("table", "json", "csv"), default=None, help="output format (default: table)")
+    output.add_argument("--csv", type=Path, metavar="FILE", help="write the results as CSV to FILE")
+    gates.add_argument("--url", default=None,
+                       help="registry database URL (default: $GATEWISE_REGISTRY_URL, else <home>/registry.db)")
+    gates.set_defaults(handler=_gates)
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of rows: '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a number of rows: '{text}'")
+    return value
+
+
+def _gates(args: argparse.Namespace) -> int:
+    from gatewise.registry import Registry
+    from gatewise.registry import queries as q
+
+    where = q.GateFilter(
+        model=args.model,
+        gate=args.gate,
+        passed=False if args.failed else None,
+        since=q.parse_when(args.since, "--since") if args.since else None,
+        until=q.parse_when(args.until, "--until") if args.until else None,
+    )
+    fmt = "csv" if args.csv else ("json" if args.json else (args.format or "table"))
+    # An export to a file is complete unless a limit is asked for; a listing is bounded.
+    limit = args.limit if args.limit is not None else (0 if args.csv else DEFAULT_LIMIT)
+    with Registry.open(Path(args.home), args.url, create=False) as registry:
+        q.check_filter(registry, where)  # a bad filter fails before anything is written
+        if limit == 0:
+            records: Any = q.iter_gate_results(registry, where)
+            truncated = False
+            if fmt in ("table", "json"):
+                records = list(records)
+        else:
+            page = q.gate_results(registry, where, limit)
+            records, truncated = page.records, page.truncated
+        if args.csv:
+            count = _export_csv(args.csv, records, q)
+            print(f"wrote {count} gate result(s) to {args.csv}")
+        elif fmt == "csv":
+            q.write_csv(records, sys.stdout)
+    if truncated:
+        print(f"gatewise: showing the newest {limit} results; --limit N for more, --limit 0 for all", file=sys.stderr)
+    if fmt == "json":
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+    elif fmt == "table":
+        if records:
+            _table(records)
+        else:
+            print("no gate results match")
+    return 0
+
+
+def _export_csv(target: Path, records: Any, q: Any) -> int:
+    """Write to a temporary file beside ``target`` and rename it: a failed export leaves nothing."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        raise UsageError(f"cannot write {target}: no directory {target.parent}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+            count = q.write_csv(records, handle)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
+
+
+def _table(records: list[Any]) -> None:
+    header = ("TIME (UTC)", "VERSION", "GATE", "VERDICT", "VALUE", "THRESHOLD", "ENTRY", "DIGEST")
+    rows = [
+        (
+            r.time[:19].replace("T", " "),
+            r.version or f"{r.model} (data)",
+            r.gate,
+            "pass" if r.passed else "FAIL",
+            _num(r.value),
+            _num(r.threshold),
+            str(r.seq),
+            r.entry_digest[:16],
+        )
+        for r in records
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def print_lineage(lineage: dict[str, Any]) -> None:
+    """The lineage block of `gatewise registry show`: where a version came from."""
+    plugin = lineage["plugin"]
+    run_entry = lineage["run_entry"]
+    lines: list[tuple[str, str]] = [
+        ("run", lineage["run_id"] + (f" (entry {run_entry['seq']} {run_entry['digest']})" if run_entry else " (not recorded)")),
+        ("settings", f"sha256 {lineage['settings_digest']}" if lineage["settings_digest"] else "-"),
+        ("policy", ", ".join(f"sha256 {d}" for d in lineage["policy_digests"]) or "-"),
+    ]
+    data = lineage["data"] or {}
+    lines += [("data" if i == 0 else "", f"{name:<8} {fp}") for i, (name, fp) in enumerate(sorted(data.items()))] or [("data", "-")]
+    for other in lineage["gated_data"]:
+        lines += [("gated on", ", ".join(f"{k} {v}" for k, v in sorted(other.items())))]
+    lines += [
+        ("plugin", f"{plugin['name']} {plugin['version']} from {plugin['distribution']}, code sha256 {plugin['code_sha256']}"),
+        ("candidate", f"{lineage['candidate']} (entry {lineage['candidate_entry']['seq']} {lineage['candidate_entry']['digest']})"),
+        ("parent", lineage["parent"] or "-"),
+        ("ancestors", " <- ".join(lineage["ancestors"]) or "-"),
+        ("champion", ", ".join(lineage["champion_versions"]) or "-"),
+    ]
+    print("lineage")
+    width = max(len(name) for name, _ in lines)
+    for name, value in lines:
+        print(f"  {name:<{width}}  {value}")

@@ -1,0 +1,474 @@
+"""Offline audit bundles: the ledger as JSON lines, its keys, its head receipt and a manifest.
+
+`gatewise registry export --bundle DIR` writes one; `gatewise audit verify DIR` checks it with no
+database and no private key, through the same pass as `gatewise registry verify`
+(gatewise.registry.verify): chain, signatures with the key valid at each entry, key lifecycle,
+numbering, promotions and decisions, then the head receipt and the manifest's digests.
+
+    ledger.jsonl   one entry per line: {"digest": ..., "envelope": {DSSE envelope}, "seq": N}
+    keys.json      every key the ledger introduced, with its lifecycle (rotations, revocations)
+    head.json      the head receipt (gatewise.registry.receipt)
+    manifest.json  counts, the head, and the sha256 of each file above
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gatewise.errors import RegistryError, UsageError
+from gatewise.registry import statements as st
+from gatewise.registry.verify import (
+    CHUNK,
+    FIRST,
+    ChunkResult,
+    InOrder,
+    Problem,
+    VerifyReport,
+    check_entry,
+    open_envelopes,
+    run_chunks,
+    unreadable_summary,
+    worker_count,
+)
+
+FORMAT = "gatewise-audit-bundle/v1"
+LEDGER, KEYS, HEAD, MANIFEST = "ledger.jsonl", "keys.json", "head.json", "manifest.json"
+FILES = (LEDGER, KEYS, HEAD)
+# keys.json fields that come from the key entries themselves (times are informative only).
+_KEY_FIELDS = ("keyid", "public_key", "role", "name", "status", "introduced_seq", "introduced_by", "changed_seq", "successor", "reason")
+_SEQ = re.compile(rb'"seq":\s*(\d+)')
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    directory: Path
+    entries: int
+    head: tuple[int, str]
+    keys: int
+    receipt: dict[str, Any]  # the head receipt in the bundle
+    files: dict[str, dict[str, Any]]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "directory": str(self.directory),
+            "entries": self.entries,
+            "head": {"seq": self.head[0], "digest": self.head[1]},
+            "keys": self.keys,
+            "receipt": self.receipt,
+            "files": self.files,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+# -- export ----------------------------------------------------------------------------------------
+
+
+def export_registry(home: Path, url: str | None, directory: Path) -> ExportSummary:
+    """Write the registry's audit bundle to ``directory`` (new, or an empty directory).
+
+    Everything is written to a temporary directory beside it and renamed into place at the end:
+    on any error nothing is left behind.
+    """
+    from gatewise.registry.registry import Registry
+
+    target = _new_target(Path(directory))
+    with Registry.open(home, url, create=False) as registry:
+        return export_bundle(registry._engine, registry.url, registry.home, target)
+
+
+def _new_target(directory: Path) -> Path:
+    directory = directory.expanduser().absolute()
+    if directory.exists():
+        if not directory.is_dir():
+            raise UsageError(f"cannot export to {directory}: it is a file, not a directory")
+        if any(directory.iterdir()):
+            raise UsageError(f"cannot export to {directory}: the directory is not empty (choose a new one)")
+    elif not directory.parent.is_dir():
+        raise UsageError(f"cannot export to {directory}: its parent directory {directory.parent} does not exist")
+    return directory
+
+
+def export_bundle(engine: Any, url: str, home: Path, directory: Path) -> ExportSummary:
+    from gatewise.registry import receipt as receipts
+    from gatewise.registry.database import db_errors
+    from gatewise.registry.keyring import Keyring
+
+    started = time.perf_counter()
+    # The receipt is read before the ledger, so that the ledger read is never behind it.
+    try:
+        kept: receipts.Receipt | None = receipts.read_receipt(receipts.receipt_path(home))
+    except FileNotFoundError:
+        kept = None
+    except receipts.ReceiptError as exc:
+        raise RegistryError(f"head receipt {receipts.receipt_path(home)} cannot be read ({exc}): run `gatewise registry verify`") from None
+    tmp = directory.with_name(f".{directory.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
+    tmp.mkdir(mode=0o755)
+    try:
+        ring = Keyring()
+        with db_errors(url):
+            count, head = _write_ledger(engine, tmp / LEDGER, ring)
+        if count == 0:
+            raise RegistryError("the ledger is empty: there is nothing to export")
+        receipt_text = kept.text if kept is not None else _fresh_receipt(home, ring, head)
+        _write_json(tmp / KEYS, {"format": FORMAT, "keys": [state.to_dict() for state in ring.ordered()]})
+        (tmp / HEAD).write_text(receipt_text + "\n", encoding="utf-8")
+        files = {name: _file_facts(tmp / name) for name in FILES}
+        files[LEDGER]["lines"] = count
+        receipt = receipts.parse_receipt(receipt_text).to_dict()
+        _write_json(tmp / MANIFEST, {
+            "format": FORMAT,
+            "created": _now(),
+            "entries": count,
+            "head": {"seq": head[0], "digest": head[1]},
+            "keys": len(ring.keys),
+            "receipt": receipt,
+            "files": files,
+        })
+        os.rename(tmp, directory)  # also replaces an empty directory
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportSummary(directory, count, head, len(ring.keys), receipt, files, time.perf_counter() - started)
+
+
+def _write_ledger(engine: Any, path: Path, ring: Any) -> tuple[int, tuple[int, str]]:
+    """Stream the ledger in seq order into ``path``; feed the key entries to ``ring``."""
+    from gatewise.registry.keyring import key_facts
+
+    count, head = 0, (0, "")
+    raw = engine.raw_connection()
+    try:
+        # One statement: a consistent snapshot on SQLite (WAL) and PostgreSQL, read in batches.
+        cursor = raw.cursor(name="gatewise_export") if engine.dialect.name == "postgresql" else raw.cursor()
+        cursor.execute("SELECT seq, digest, predicate_type, envelope FROM ledger ORDER BY seq")
+        with open(path, "xb") as out:
+            while rows := cursor.fetchmany(CHUNK):
+                lines = []
+                for seq, digest, predicate_type, envelope in rows:
+                    lines.append(_line(seq, digest, envelope))
+                    if predicate_type in st.KEY_TYPES:
+                        _take_key(ring, key_facts, int(seq), envelope)
+                    count, head = count + 1, (int(seq), digest)
+                out.write(b"".join(lines))
+        cursor.close()
+    finally:
+        raw.close()
+    return count, head
+
+
+def _line(seq: int, digest: Any, envelope: Any) -> bytes:
+    """One canonical line (sorted keys): the envelope is embedded as it is stored when it is a JSON
+    object on one line, else as a JSON string (whatever it holds, verify names it)."""
+    embedded = None
+    if isinstance(envelope, str) and "\n" not in envelope and "\r" not in envelope:
+        try:
+            if isinstance(st.parse_json(envelope), dict):
+                embedded = envelope
+        except ValueError:
+            pass
+    if embedded is None:
+        embedded = json.dumps(envelope)
+    return b'{"digest":%s,"envelope":%s,"seq":%d}\n' % (json.dumps(digest).encode(), embedded.encode("utf-8"), int(seq))
+
+
+def _take_key(ring: Any, key_facts: Any, seq: int, envelope: str) -> None:
+    """Replay one key entry into the lifecycle written to keys.json (as the ledger records it)."""
+    try:
+        body, signer, _ = st.open_envelope(envelope)
+        stmt = st.parse_json(body)
+        predicate = stmt["predicate"]
+        ring.take_key(seq, signer, key_facts(stmt["predicateType"], predicate), predicate["ledger"]["time"])
+    except (st.EnvelopeError, ValueError, KeyError, TypeError):
+        return  # an unreadable key entry: verify names it
+
+
+def _fresh_receipt(home: Path, ring: Any, head: tuple[int, str]) -> str:
+    """A receipt for the exported head, when the home has none but holds the pipeline key."""
+    from gatewise.registry import receipt as receipts
+    from gatewise.registry.keys import key_path, read_key
+
+    path = key_path(home)
+    state = None
+    if path.exists():
+        key = read_key(path, "signing key")
+        state = ring.keys.get(key.keyid)
+    if state is None or state.role != "pipeline" or state.changed_seq is not None:
+        raise RegistryError(
+            f"no head receipt at {receipts.receipt_path(home)} and no pipeline key of this registry in {path.parent} to sign one: "
+            "export on a machine that writes to the registry"
+        )
+    from gatewise.registry.ledger import utc_now
+
+    return receipts.make_receipt(key, head[0], head[1], utc_now())
+
+
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _file_facts(path: Path) -> dict[str, Any]:
+    return {"sha256": _sha256_file(path), "bytes": path.stat().st_size}
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _now() -> str:
+    from gatewise.registry.ledger import utc_now
+
+    return utc_now()
+
+
+# -- verify ----------------------------------------------------------------------------------------
+
+
+def verify_bundle(
+    directory: Path,
+    *,
+    trusted_keys: Iterable[str] = (),
+    receipts: Iterable[Path] = (),
+    workers: int | None = None,
+) -> VerifyReport:
+    """Verify an audit bundle with nothing but its files (and, optionally, receipts kept elsewhere)."""
+    from gatewise.registry import receipt as receipt_mod
+
+    started = time.perf_counter()
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UsageError(f"no audit bundle at {directory}: not a directory")
+    if not any((directory / name).exists() for name in (*FILES, MANIFEST)):
+        raise UsageError(f"{directory} is not an audit bundle: it has no {MANIFEST}, {LEDGER}, {KEYS} or {HEAD}")
+    extra = [Path(path) for path in receipts]
+    for path in extra:
+        if not path.is_file():
+            raise UsageError(f"receipt file {path} does not exist")
+    problems: list[Problem] = []
+    manifest = _check_manifest(directory, problems)
+    listed = _read_keys(directory / KEYS, problems)
+    public_keys = {k["keyid"]: k["_public"] for k in listed.values() if k.get("_public")}
+    # A missing head.json is named by the manifest check; one that is there must hold.
+    kept = [(HEAD, receipt) for _, receipt in receipt_mod.load_receipts([directory / HEAD], required=False)]
+    kept += receipt_mod.load_receipts(extra, required=True)
+    state = InOrder(trusted_keys, watch=receipt_mod.watched_seqs(kept))
+    state.problems.extend(problems)
+    ledger = directory / LEDGER
+    if not ledger.is_file():
+        return state.report(started, [])  # named above; without entries nothing else can be judged
+    tasks = line_chunks(ledger)
+    lines = tasks[-1][2] + _count_lines(ledger, tasks[-1]) - 1 if tasks else 0
+    for result in run_chunks(
+        ("bundle", str(ledger)), tasks, public_keys, worker_count(workers, lines),
+        lambda task: check_lines(ledger, task[0], task[1], task[2], public_keys),
+    ):
+        state.absorb(result)
+    state.finish(_bundle_reader(ledger))
+    _compare_keys(listed, state, directory / KEYS)
+    if manifest is not None:
+        _compare_manifest(manifest, lines, state)
+    checked = receipt_mod.check_receipts(kept, state)
+    return state.report(started, checked)
+
+
+def line_chunks(path: Path) -> list[tuple[int, int, int]]:
+    """Split ledger.jsonl into chunks of CHUNK lines: (first byte, end byte, first line number)."""
+    tasks = []
+    size = path.stat().st_size
+    if size == 0:
+        return tasks
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        start, line = 0, 1
+        while start < size:
+            end = start
+            for _ in range(CHUNK):
+                newline = data.find(b"\n", end)
+                if newline < 0:
+                    end = size
+                    break
+                end = newline + 1
+                if end >= size:
+                    break
+            tasks.append((start, end, line))
+            line += CHUNK
+            start = end
+    return tasks
+
+
+def _count_lines(path: Path, task: tuple[int, int, int]) -> int:
+    with open(path, "rb") as handle:
+        handle.seek(task[0])
+        data = handle.read(task[1] - task[0])
+    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+
+
+def check_lines(path: Path, start: int, end: int, first_line: int, public_keys: dict[str, bytes]) -> ChunkResult:
+    """Check the entries on lines of ``path`` between two byte offsets (possibly in a worker)."""
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        data = handle.read(end - start)
+    texts = data.split(b"\n")
+    if texts and texts[-1] == b"":
+        texts.pop()
+    lines: list[Any] = []  # (seq, digest, envelope), or the problem and summary of an unreadable line
+    for number, text in enumerate(texts, first_line):
+        try:
+            line = st.parse_json(text)
+            seq, digest, envelope = line["seq"], line["digest"], line["envelope"]
+            if type(seq) is not int or seq < 1:
+                raise ValueError(f"seq is {seq!r}")
+            lines.append((seq, digest, envelope))
+        except (ValueError, KeyError, TypeError) as exc:
+            lines.append(_unreadable_line(text, number, exc))
+    opened = iter(open_envelopes([line[2] for line in lines if len(line) == 3], public_keys))
+    problems: list[Problem] = []
+    summaries = []
+    after: Any = FIRST
+    for number, line in enumerate(lines, first_line):
+        if len(line) == 2:
+            problems.append(line[0])
+            summaries.append(line[1])
+            after = None
+            continue
+        summary, _ = check_entry(line[0], line[1], next(opened), problems, line=number, after=after)
+        summaries.append(summary)
+        after = summary.digest
+    return problems, summaries, 0
+
+
+def _unreadable_line(text: bytes, number: int, exc: BaseException) -> tuple[Problem, Any]:
+    why = "is empty" if not text.strip() else f"is not a ledger entry ({_short_error(exc)})"
+    found = _SEQ.search(text)
+    if found is None:  # no position: the pass takes it for the entry missing here, if one is
+        return Problem(f"{LEDGER} line {number}", why, number), unreadable_summary(0, f"{LEDGER} line {number}")
+    seq = int(found.group(1))
+    return Problem(f"entry {seq} ({LEDGER} line {number})", why, seq), unreadable_summary(seq, f"{LEDGER} line {number}")
+
+
+def _short_error(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, KeyError):
+        text = f"no {text} field"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _bundle_reader(path: Path) -> Any:
+    """Whole entries by seq, for the citations the pass reads back (a scan of the file)."""
+
+    def read(seqs: list[int]) -> Iterator[tuple[int, str]]:
+        wanted = set(seqs)
+        with open(path, "rb") as handle:
+            for text in handle:
+                found = _SEQ.search(text)  # only the line's own seq can match: base64 has no quotes
+                if found is None or int(found.group(1)) not in wanted:
+                    continue
+                try:
+                    line = st.parse_json(text)
+                    envelope = line["envelope"]
+                    seq = line["seq"]
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if seq in wanted:
+                    yield seq, envelope if isinstance(envelope, str) else json.dumps(envelope)
+
+    return read
+
+
+def _check_manifest(directory: Path, problems: list[Problem]) -> dict[str, Any] | None:
+    """The manifest, and each file checked against the sha256 it lists."""
+    path = directory / MANIFEST
+    manifest = None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), dict):
+            problems.append(Problem(MANIFEST, f"is not a {FORMAT} manifest"))
+            manifest = None
+    except FileNotFoundError:
+        problems.append(Problem(MANIFEST, "is missing from the bundle"))
+    except (OSError, ValueError) as exc:
+        problems.append(Problem(MANIFEST, f"cannot be read ({_short_error(exc)})"))
+    files = manifest["files"] if manifest else {}
+    for name in FILES:
+        path = directory / name
+        if not path.is_file():
+            problems.append(Problem(name, "is missing from the bundle"))
+            continue
+        listed = files.get(name)
+        if manifest is None:
+            continue
+        if not isinstance(listed, dict) or "sha256" not in listed:
+            problems.append(Problem(name, f"is not listed in {MANIFEST}"))
+            continue
+        actual = _sha256_file(path)
+        if actual != listed["sha256"]:
+            problems.append(Problem(name, f"has sha256 {actual[:16]}... but {MANIFEST} lists {str(listed['sha256'])[:16]}...: the file was changed after export"))
+    return manifest
+
+
+def _read_keys(path: Path, problems: list[Problem]) -> dict[str, dict[str, Any]]:
+    """keys.json's keys by id, each with its decoded public key if it proves its id."""
+    import base64
+
+    from gatewise.registry.keys import keyid_of
+
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        keys = document["keys"]
+        if not isinstance(keys, list) or not all(isinstance(k, dict) and isinstance(k.get("keyid"), str) for k in keys):
+            raise ValueError("keys is not a list of keys")
+    except FileNotFoundError:
+        return {}  # named by the manifest check
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        problems.append(Problem(KEYS, f"cannot be read ({_short_error(exc)})"))
+        return {}
+    listed = {}
+    for key in keys:
+        try:
+            public = base64.b64decode(key.get("public_key") or "", validate=True)
+        except ValueError:
+            public = b""
+        if keyid_of(public) != key["keyid"]:
+            problems.append(Problem(KEYS, f"key {key['keyid'][:16]}: its public key does not hash to its keyid"))
+            public = b""
+        listed[key["keyid"]] = {**key, "_public": public}
+    return listed
+
+
+def _compare_keys(listed: dict[str, dict[str, Any]], state: InOrder, path: Path) -> None:
+    """keys.json must list every key the ledger introduced, with the lifecycle the ledger records."""
+    if not path.is_file():
+        return
+    for keyid, key in state.keyring.keys.items():
+        mine = key.to_dict()
+        entry = listed.pop(keyid, None)
+        if entry is None:
+            state.problems.append(Problem(KEYS, f"key {keyid[:16]} ({key.describe()}, introduced by entry {key.introduced_seq}) is missing"))
+            continue
+        for name in _KEY_FIELDS:
+            if entry.get(name) != mine[name]:
+                state.problems.append(Problem(KEYS, f"key {keyid[:16]}: {name} is {entry.get(name)!r} but the ledger says {mine[name]!r}"))
+    for keyid in listed:
+        state.problems.append(Problem(KEYS, f"key {keyid[:16]} is not introduced by any entry of the ledger"))
+
+
+def _compare_manifest(manifest: dict[str, Any], lines: int, state: InOrder) -> None:
+    head = {"seq": state.head[0], "digest": state.head[1]} if state.head else None
+    if manifest.get("entries") != lines:
+        state.problems.append(Problem(MANIFEST, f"says {manifest.get('entries')!r} entries but {LEDGER} has {lines} lines"))
+    if manifest.get("head") != head:
+        state.problems.append(Problem(MANIFEST, f"says the head is {manifest.get('head')!r} but {LEDGER} ends at {head!r}"))

@@ -1,0 +1,285 @@
+"""Offline audit bundles: `gatewise registry export --bundle` and `gatewise audit verify`.
+
+A bundle is checked with no database and no private key; every kind of damage gives a line that
+names it and a non-zero exit; export writes nothing when it fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_registry_support import EVIDENCE, Backend, backend, populated, verdicts  # noqa: F401  (backend is a fixture)
+
+from gatewise.cli import main
+from gatewise.registry.bundle import export_registry, verify_bundle
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "audit.md"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("GATEWISE_HOME", str(home))
+    monkeypatch.delenv("GATEWISE_REGISTRY_URL", raising=False)
+    return home
+
+
+@pytest.fixture
+def bundle(home, tmp_path, capsys):
+    registry, _ = populated(Backend(home, None), tmp_path)
+    registry.close()
+    target = tmp_path / "audit-bundle"
+    assert main(["registry", "export", "--bundle", str(target)]) == 0
+    capsys.readouterr()
+    return target
+
+
+def _audit(capsys, *args) -> tuple[int, list[str]]:
+    code = main(["audit", "verify", *map(str, args)])
+    return code, capsys.readouterr().out.splitlines()
+
+
+def _lines(bundle: Path) -> list[dict]:
+    return [json.loads(line) for line in (bundle / "ledger.jsonl").read_text().splitlines()]
+
+
+def _write_lines(bundle: Path, lines: list[str], fix_manifest: bool = False) -> None:
+    (bundle / "ledger.jsonl").write_text("".join(line + "\n" for line in lines))
+    if fix_manifest:
+        _refresh_manifest(bundle)
+
+
+def _refresh_manifest(bundle: Path) -> None:
+    """What a careful forger does: make the manifest agree with the edited files."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for name, facts in manifest["files"].items():
+        facts["sha256"] = hashlib.sha256((bundle / name).read_bytes()).hexdigest()
+    lines = (bundle / "ledger.jsonl").read_text().splitlines()
+    manifest["entries"] = len(lines)
+    last = json.loads(lines[-1])
+    manifest["head"] = {"seq": last["seq"], "digest": last["digest"]}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_export_writes_entry_lines_keys_receipt_and_manifest(bundle, home):
+    assert sorted(p.name for p in bundle.iterdir()) == ["head.json", "keys.json", "ledger.jsonl", "manifest.json"]
+    lines = _lines(bundle)
+    assert [line["seq"] for line in lines] == list(range(1, 17))
+    assert all(sorted(line) == ["digest", "envelope", "seq"] for line in lines)
+    assert all(hashlib.sha256(base64.b64decode(line["envelope"]["payload"])).hexdigest() == line["digest"] for line in lines)
+    [key] = json.loads((bundle / "keys.json").read_text())["keys"]
+    assert key["role"] == "pipeline" and key["status"] == "active" and key["introduced_seq"] == 1
+    assert (bundle / "head.json").read_text() == (home / "head.json").read_text()
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["entries"] == 16 and manifest["head"] == {"seq": 16, "digest": lines[-1]["digest"]}
+    assert manifest["receipt"]["seq"] == 16 and manifest["files"]["ledger.jsonl"]["lines"] == 16
+    for name, facts in manifest["files"].items():
+        assert facts["sha256"] == hashlib.sha256((bundle / name).read_bytes()).hexdigest()
+
+
+def test_audit_verify_needs_no_database_and_no_private_key(bundle, home, capsys):
+    shutil.rmtree(home)  # no database, no key file: only the bundle
+    code, out = _audit(capsys, bundle)
+    assert code == 0 and len(out) == 1
+    assert out[0].startswith("OK: 16 entries checked in ") and "receipts at 16" in out[0]
+    assert main(["audit", "verify", str(bundle), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["head"]["seq"] == 16 and report["receipts"][0]["ok"]
+
+
+def test_bundle_from_each_backend_verifies(backend, tmp_path):
+    registry, _ = populated(backend, tmp_path)
+    summary = export_registry(backend.home, backend.url, tmp_path / "b")
+    assert summary.entries == 16 and summary.head == registry.head()
+    report = verify_bundle(tmp_path / "b")
+    assert report.ok, report.problems
+    assert report.head == registry.head() and report.keys == registry.verify().keys
+
+
+def test_a_key_missing_from_keys_json_is_one_clear_line(bundle, capsys):
+    document = json.loads((bundle / "keys.json").read_text())
+    [key] = document["keys"]
+    document["keys"] = []
+    (bundle / "keys.json").write_text(json.dumps(document))
+    _refresh_manifest(bundle)
+    code, out = _audit(capsys, bundle)
+    assert code == 4
+    assert out[:-1] == [f"keys.json: key {key['keyid'][:16]} (pipeline key, introduced by entry 1) is missing"]
+    assert out[-1].startswith("FAILED: 1 problem(s)")
+
+
+@pytest.mark.parametrize("name", ["ledger.jsonl", "keys.json", "head.json"])
+def test_a_missing_file_is_one_clear_line(bundle, capsys, name):
+    (bundle / name).unlink()
+    code, out = _audit(capsys, bundle)
+    assert code == 4
+    assert out[:-1] == [f"{name}: is missing from the bundle"]
+
+
+def test_a_missing_or_corrupt_manifest_is_one_clear_line(bundle, capsys):
+    (bundle / "manifest.json").write_text("{not json")
+    code, out = _audit(capsys, bundle)
+    assert code == 4 and len(out) == 2 and out[0].startswith("manifest.json: cannot be read (")
+    (bundle / "manifest.json").unlink()
+    code, out = _audit(capsys, bundle)
+    assert code == 4 and out[:-1] == ["manifest.json: is missing from the bundle"]
+
+
+def test_a_corrupt_line_is_named(bundle, capsys):
+    lines = (bundle / "ledger.jsonl").read_text().splitlines()
+    lines[6] = lines[6][:300]  # cut short: entry 7 is no longer JSON
+    _write_lines(bundle, lines)
+    code, out = _audit(capsys, bundle)
+    assert code == 4
+    assert out[0].startswith("ledger.jsonl line 7: is not a ledger entry (")
+    assert out[1].startswith("ledger.jsonl: has sha256 ") and out[1].endswith("the file was changed after export")
+    assert out[2].startswith("FAILED: 2 problem(s)")  # not also "entry 7: missing"
+    lines[6] = '{"seq": 7, "digest": "abc"}'
+    _write_lines(bundle, lines, fix_manifest=True)
+    code, out = _audit(capsys, bundle)
+    assert code == 4 and out[0] == "entry 7 (ledger.jsonl line 7): is not a ledger entry (no 'envelope' field)"
+
+
+def test_an_edited_line_is_named(bundle, capsys):
+    lines = _lines(bundle)
+    statement = json.loads(base64.b64decode(lines[6]["envelope"]["payload"]))
+    assert statement["predicate"]["gate"] == "fairness" and statement["predicate"]["passed"] is False
+    statement["predicate"]["passed"] = True  # the failed fairness verdict of entry 7, now a pass
+    body = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
+    lines[6]["envelope"]["payload"] = base64.b64encode(body).decode()
+    lines[6]["digest"] = hashlib.sha256(body).hexdigest()
+    _write_lines(bundle, [json.dumps(line) for line in lines], fix_manifest=True)
+    code, out = _audit(capsys, bundle)
+    assert code == 4
+    assert out[0].startswith("entry 7 (gate-result arrests:v1 fairness): signature by key ") and out[0].endswith("does not verify")
+    assert out[1].startswith("entry 8 (gate-result arrests:v1 robustness): signed prev digest") and "chain is broken here" in out[1]
+
+
+def test_a_truncated_bundle_is_named_by_its_receipt(bundle, capsys):
+    lines = (bundle / "ledger.jsonl").read_text().splitlines()
+    _write_lines(bundle, lines[:-2], fix_manifest=True)
+    code, out = _audit(capsys, bundle)
+    assert code == 4
+    assert out[0].startswith("head.json: entries after seq 14 are missing (receipt says head 16, digest ")
+
+
+def test_a_kept_receipt_catches_what_a_later_bundle_hides(home, tmp_path, capsys):
+    backend = Backend(home, None)
+    registry, _ = populated(backend, tmp_path)
+    registry.close()
+    kept = tmp_path / "receipt-kept.json"
+    assert main(["registry", "head"]) == 0
+    kept.write_text(capsys.readouterr().out)
+    # the intruder deletes the newest entries, their rows and the receipt on the machine
+    backend.sql("DELETE FROM ledger WHERE seq > 14")
+    backend.sql("DELETE FROM gate_results WHERE entry_seq > 14")
+    backend.sql("DELETE FROM promotions WHERE entry_seq > 14")
+    backend.sql("UPDATE models SET production_version = NULL, production_seq = NULL")
+    (home / "head.json").unlink()
+    assert main(["registry", "export", "--bundle", str(tmp_path / "later")]) == 0  # signs a receipt for head 14
+    capsys.readouterr()
+    assert _audit(capsys, tmp_path / "later")[0] == 0  # consistent on its own
+    code, out = _audit(capsys, tmp_path / "later", "--receipt", kept)
+    assert code == 4
+    assert out[:-1] == [f"head receipt {kept}: entries after seq 14 are missing (receipt says head 16, "
+                        f"digest {_receipt_digest(kept)[:16]}..., written {_receipt_time(kept)})"]
+
+
+def _receipt_digest(path: Path) -> str:
+    return json.loads(base64.b64decode(json.loads(path.read_text())["payload"]))["predicate"]["digest"]
+
+
+def _receipt_time(path: Path) -> str:
+    return json.loads(base64.b64decode(json.loads(path.read_text())["payload"]))["predicate"]["time"]
+
+
+def test_export_refuses_a_used_directory_and_writes_nothing(bundle, home, tmp_path, capsys):
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("mine")
+    assert main(["registry", "export", "--bundle", str(used)]) == 2
+    assert capsys.readouterr().err.strip() == f"gatewise: error: cannot export to {used}: the directory is not empty (choose a new one)"
+    assert [p.name for p in used.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit-bundle", "home", "in", "used"]  # no partial directory
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["registry", "export", "--bundle", str(empty)]) == 0
+    assert (empty / "manifest.json").exists()
+
+
+def test_export_without_a_registry_creates_nothing(home, tmp_path, capsys):
+    assert main(["registry", "export", "--bundle", str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err.strip() == f"gatewise: error: no registry at {home.resolve() / 'registry.db'}: run `gatewise run` first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_audit_verify_of_no_bundle_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["audit", "verify", str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.strip() == f"gatewise: error: no audit bundle at {tmp_path / 'nowhere'}: not a directory"
+    assert main(["audit", "verify", str(tmp_path)]) == 2
+    assert "is not an audit bundle" in capsys.readouterr().err
+
+
+def test_keys_json_records_rotations_and_revocations(home, tmp_path):
+    registry, v = populated(Backend(home, None), tmp_path)
+    approver, _, _ = registry.introduce_approver("bob")
+    old, new, rotated_at = registry.rotate_key(reason="yearly")
+    registry.record_gate_results(v["child"], verdicts(gates=("drift",)), EVIDENCE)  # signed with the new key
+    _, revoked_at = registry.revoke_key(approver.keyid, reason="left")
+    export_registry(home, None, tmp_path / "b")
+    keys = {k["keyid"]: k for k in json.loads((tmp_path / "b" / "keys.json").read_text())["keys"]}
+    assert keys[old.keyid]["status"] == "rotated" and keys[old.keyid]["successor"] == new.keyid
+    assert keys[old.keyid]["changed_seq"] == rotated_at == keys[new.keyid]["introduced_seq"]
+    assert keys[approver.keyid]["status"] == "revoked" and keys[approver.keyid]["changed_seq"] == revoked_at
+    report = verify_bundle(tmp_path / "b")
+    assert report.ok, report.problems
+    assert report.keys == [new.keyid]
+
+
+def test_workers_find_the_same_problems_in_a_bundle(bundle, monkeypatch):
+    from gatewise.registry import bundle as bundle_module
+    from gatewise.registry import verify
+
+    lines = _lines(bundle)
+    lines[3]["digest"] = "0" * 64
+    _write_lines(bundle, [json.dumps(line) for line in lines[:9]] + ["garbage"] + [json.dumps(line) for line in lines[10:]])
+    serial = verify_bundle(bundle, workers=1)
+    monkeypatch.setattr(verify, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(verify, "CHUNK", 3)
+    monkeypatch.setattr(bundle_module, "CHUNK", 3)
+
+    def not_here(*args):
+        raise AssertionError("chunks must be checked in the worker processes")
+
+    monkeypatch.setattr(bundle_module, "check_lines", not_here)
+    parallel = verify_bundle(bundle, workers=2)
+    assert not parallel.ok and parallel.problems == serial.problems
+    assert parallel.entries_checked == serial.entries_checked == 15
+    [unreadable] = [str(p) for p in parallel.problems if "line 10" in str(p) or "missing" in str(p)]
+    assert unreadable.startswith("ledger.jsonl line 10: is not a ledger entry (")
+
+
+def test_the_docs_check_one_bundle_line_with_only_cryptography(bundle):
+    text = DOCS.read_text()
+    section = text[text.index("## Checking one entry with nothing but Python and `cryptography`"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert 'bundle, seq = "audit-bundle", 12' in code
+    result = subprocess.run([sys.executable, "-c", code], cwd=bundle.parent, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    line = _lines(bundle)[11]
+    assert result.stdout.splitlines()[0] == f"https://gatewise.dev/predicates/gate-result/v1 {json.loads(base64.b64decode(line['envelope']['payload']))['subject'][0]['digest']['sha256']}"
+    assert f"entry digest {line['digest']} links to" in result.stdout
+    # and it refuses a forged line
+    forged = _lines(bundle)
+    forged[11]["envelope"]["signatures"][0]["sig"] = base64.b64encode(b"\0" * 64).decode()
+    _write_lines(bundle, [json.dumps(line) for line in forged])
+    result = subprocess.run([sys.executable, "-c", code], cwd=bundle.parent, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "InvalidSignature" in result.stderr
