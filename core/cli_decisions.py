@@ -7,10 +7,16 @@ each handler so that `gatewise --help` stays fast. Nothing here ever prints a pr
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
+from gatewise.cli_common import (
+    fmt_num,
+    open_registry,
+    print_json,
+    print_table,
+    registry_options,
+)
 from gatewise.errors import UsageError
 
 
@@ -33,12 +39,12 @@ def add_commands(subparsers: Any, registry_subparsers: Any) -> None:
     )
     init.add_argument("--approver", metavar="NAME", help="create and introduce this approver's personal key")
     init.add_argument("--key-file", type=Path, metavar="PATH", help="where the approver's key lives (default: <home>/keys/approvers/NAME.ed25519)")
-    _common(init)
+    registry_options(init)
     init.set_defaults(handler=_keys_init)
 
     show = commands.add_parser("show", help="list every key: id, name, role, status, introducing entry",
                                description="List every key the ledger introduced, with its status (active, rotated, revoked).")
-    _common(show)
+    registry_options(show)
     show.set_defaults(handler=_keys_show)
 
     rotate = commands.add_parser(
@@ -50,7 +56,7 @@ def add_commands(subparsers: Any, registry_subparsers: Any) -> None:
     rotate.add_argument("--approver", metavar="NAME", help="rotate this approver's key (default: the pipeline key)")
     rotate.add_argument("--key-file", type=Path, metavar="PATH", help="the approver's key file (default: <home>/keys/approvers/NAME.ed25519)")
     rotate.add_argument("--reason", help="why the key is rotated (recorded)")
-    _common(rotate)
+    registry_options(rotate)
     rotate.set_defaults(handler=_keys_rotate)
 
     revoke = commands.add_parser(
@@ -62,7 +68,7 @@ def add_commands(subparsers: Any, registry_subparsers: Any) -> None:
     revoke.add_argument("keyid", nargs="?", metavar="KEYID", help="the key id, or a unique prefix of 8+ characters")
     revoke.add_argument("--approver", metavar="NAME", help="revoke this approver's active key")
     revoke.add_argument("--reason", required=True, help="why the key is revoked (recorded)")
-    _common(revoke)
+    registry_options(revoke)
     revoke.set_defaults(handler=_keys_revoke)
 
     promote = subparsers.add_parser(
@@ -77,7 +83,7 @@ def add_commands(subparsers: Any, registry_subparsers: Any) -> None:
     promote.add_argument("--reason", required=True, help="why (recorded in the signed waiver and promotion)")
     promote.add_argument("--approver", required=True, metavar="NAME", help="the approver whose key signs")
     promote.add_argument("--key-file", type=Path, metavar="PATH", help="the approver's key (default: <home>/keys/approvers/NAME.ed25519)")
-    _common(promote)
+    registry_options(promote)
     promote.set_defaults(handler=_promote)
 
     rollback = subparsers.add_parser(
@@ -91,7 +97,7 @@ def add_commands(subparsers: Any, registry_subparsers: Any) -> None:
     rollback.add_argument("--reason", required=True, help="why (recorded)")
     rollback.add_argument("--approver", metavar="NAME", help="sign with this approver's key (default: the pipeline key)")
     rollback.add_argument("--key-file", type=Path, metavar="PATH", help="the approver's key (default: <home>/keys/approvers/NAME.ed25519)")
-    _common(rollback)
+    registry_options(rollback)
     rollback.set_defaults(handler=_rollback)
 
     history = registry_subparsers.add_parser(
@@ -102,26 +108,14 @@ def add_commands(subparsers: Any, registry_subparsers: Any) -> None:
     )
     history.add_argument("model", metavar="MODEL")
     history.add_argument("--limit", type=int, default=100, help="the newest N decisions (default 100; 0 = all)")
-    _common(history)
+    registry_options(history)
     history.set_defaults(handler=_history)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    parser.add_argument("--url", default=None,
-                        help="registry database URL (default: $GATEWISE_REGISTRY_URL, else <home>/registry.db)")
 
 
-def _open(args: argparse.Namespace, *, write: bool) -> Any:
-    """The registry; a write never creates one (except `keys init`): a missing registry is one line, exit 2."""
-    from gatewise.registry import Registry
-
-    Registry.open(Path(args.home), args.url, create=False).close()
-    return Registry.open(Path(args.home), args.url) if write else Registry.open(Path(args.home), args.url, create=False)
 
 
-def _print_json(document: Any) -> None:
-    print(json.dumps(document, indent=2))
 
 
 # -- keys ------------------------------------------------------------------------------------------
@@ -137,15 +131,15 @@ def _keys_init(args: argparse.Namespace) -> int:
             key = registry._signing_key()
             state = next(s for s in registry.keys() if s.keyid == key.keyid)
         if args.json:
-            _print_json({"key": state.to_dict(), "key_file": str(key.path)})
+            print_json({"key": state.to_dict(), "key_file": str(key.path)})
         else:
             print(f"pipeline key {key.keyid} in {key.path} (introduced at entry {state.introduced_seq})")
         return 0
-    with _open(args, write=True) as registry:
+    with open_registry(args, write=True) as registry:
         state, seq, created = registry.introduce_approver(args.approver, args.key_file)
         path = _approver_path(args, registry.home)
     if args.json:
-        _print_json({"key": state.to_dict(), "key_file": str(path), "created": created, "entry": seq})
+        print_json({"key": state.to_dict(), "key_file": str(path), "created": created, "entry": seq})
     else:
         print(f"approver {args.approver}: key {state.keyid} {'created in' if created else 'read from'} {path}")
         print(f"introduced at entry {seq}, signed by the pipeline key {state.introduced_by[:16]}")
@@ -159,10 +153,10 @@ def _approver_path(args: argparse.Namespace, home: Path) -> Path:
 
 
 def _keys_show(args: argparse.Namespace) -> int:
-    with _open(args, write=False) as registry:
+    with open_registry(args, write=False) as registry:
         keys = registry.keys()
     if args.json:
-        _print_json([state.to_dict() for state in keys])
+        print_json([state.to_dict() for state in keys])
         return 0
     rows = [
         (
@@ -176,18 +170,18 @@ def _keys_show(args: argparse.Namespace) -> int:
         )
         for state in keys
     ]
-    _table(("KEYID", "NAME", "ROLE", "STATUS", "INTRODUCED", "CHANGED", "SUCCESSOR"), rows)
+    print_table(("KEYID", "NAME", "ROLE", "STATUS", "INTRODUCED", "CHANGED", "SUCCESSOR"), rows)
     return 0
 
 
 def _keys_rotate(args: argparse.Namespace) -> int:
     if args.key_file is not None and args.approver is None:
         raise UsageError("--key-file is for an approver's key: give --approver NAME")
-    with _open(args, write=True) as registry:
+    with open_registry(args, write=True) as registry:
         old, new, seq = registry.rotate_key(args.approver, args.key_file, args.reason)
         path = _approver_path(args, registry.home) if args.approver else registry._signing_key().path
     if args.json:
-        _print_json({"rotated": old.to_dict(), "key": new.to_dict(), "key_file": str(path), "entry": seq})
+        print_json({"rotated": old.to_dict(), "key": new.to_dict(), "key_file": str(path), "entry": seq})
     else:
         print(f"{old.describe()} {old.keyid[:16]} rotated at entry {seq}: the new key {new.keyid} is in {path}")
         if args.approver is None:
@@ -196,10 +190,10 @@ def _keys_rotate(args: argparse.Namespace) -> int:
 
 
 def _keys_revoke(args: argparse.Namespace) -> int:
-    with _open(args, write=True) as registry:
+    with open_registry(args, write=True) as registry:
         state, seq = registry.revoke_key(args.keyid, approver=args.approver, reason=args.reason)
     if args.json:
-        _print_json({"key": state.to_dict(), "entry": seq})
+        print_json({"key": state.to_dict(), "entry": seq})
     else:
         print(f"{state.describe()} {state.keyid[:16]} revoked at entry {seq}: {args.reason}")
     return 0
@@ -209,12 +203,12 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    with _open(args, write=True) as registry:
+    with open_registry(args, write=True) as registry:
         decision = registry.approve_promotion(
             args.version, approver=args.approver, reason=args.reason, waive=args.waive, key_file=args.key_file
         )
     if args.json:
-        _print_json(decision.to_dict())
+        print_json(decision.to_dict())
         return 0
     if decision.waived:
         print(f"waiver (entry {decision.waiver_seq}) by {decision.approver} overrides the failed {', '.join(decision.waived)}: "
@@ -225,10 +219,10 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    with _open(args, write=True) as registry:
+    with open_registry(args, write=True) as registry:
         decision = registry.rollback(args.model, reason=args.reason, to=args.to, approver=args.approver, key_file=args.key_file)
     if args.json:
-        _print_json(decision.to_dict())
+        print_json(decision.to_dict())
         return 0
     signer = f"approver {decision.approver}" if decision.approver else "the pipeline key"
     print(f"rolled {decision.model} back from {decision.previous_version} to {decision.version} (entry {decision.seq}), "
@@ -237,10 +231,10 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    with _open(args, write=False) as registry:
+    with open_registry(args, write=False) as registry:
         history = registry.history(args.model, args.limit)
     if args.json:
-        _print_json(history)
+        print_json(history)
         return 0
     events = history["events"]
     shown = f"the newest {len(events)} decision(s); older ones left out (--limit 0 shows all)" if history["truncated"] else f"{len(events)} decision(s)"
@@ -259,23 +253,17 @@ def _history(args: argparse.Namespace) -> int:
                 (
                     "  " + str(g["gate"]),
                     "pass" if g["passed"] else "FAIL",
-                    _num(g["value"]),
-                    _num(g["threshold"]),
+                    fmt_num(g["value"]),
+                    fmt_num(g["threshold"]),
                     str(g["seq"]),
                     (g["digest"] or "")[:16],
                     f"waived (entry {g['waived_by']})" if g["waived_by"] else "",
                 )
                 for g in event["gate_results"]
             ]
-            _table(("  GATE", "VERDICT", "VALUE", "THRESHOLD", "ENTRY", "DIGEST", ""), rows)
+            print_table(("  GATE", "VERDICT", "VALUE", "THRESHOLD", "ENTRY", "DIGEST", ""), rows)
     return 0
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    for row in (header, *rows):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())

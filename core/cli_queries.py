@@ -6,13 +6,13 @@ The registry package is imported inside the handler so that `gatewise --help` st
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from gatewise.cli_common import fmt_num, print_json, print_table
 from gatewise.errors import UsageError
 
 DEFAULT_LIMIT = 1000  # the same as gatewise.registry.queries.DEFAULT_LIMIT, without importing it
@@ -84,10 +84,10 @@ def _gates(args: argparse.Namespace) -> int:
     if truncated:
         print(f"gatewise: showing the newest {limit} results; --limit N for more, --limit 0 for all", file=sys.stderr)
     if fmt == "json":
-        print(json.dumps([r.to_dict() for r in records], indent=2))
+        print_json([r.to_dict() for r in records])
     elif fmt == "table":
         if records:
-            _table(records)
+            _print_records(records)
         else:
             print("no gate results match")
     return 0
@@ -109,7 +109,7 @@ def _export_csv(target: Path, records: Any, q: Any) -> int:
     return count
 
 
-def _table(records: list[Any]) -> None:
+def _print_records(records: list[Any]) -> None:
     header = ("TIME (UTC)", "VERSION", "GATE", "VERDICT", "VALUE", "THRESHOLD", "ENTRY", "DIGEST")
     rows = [
         (
@@ -117,20 +117,16 @@ def _table(records: list[Any]) -> None:
             r.version or f"{r.model} (data)",
             r.gate,
             "pass" if r.passed else "FAIL",
-            _num(r.value),
-            _num(r.threshold),
+            fmt_num(r.value),
+            fmt_num(r.threshold),
             str(r.seq),
             r.entry_digest[:16],
         )
         for r in records
     ]
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
-    for row in (header, *rows):
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print_table(header, rows)
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
 
 
 def print_lineage(lineage: dict[str, Any]) -> None:

@@ -6,10 +6,15 @@ The registry package is imported inside each handler so that `gatewise --help` s
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 from typing import Any
 
+from gatewise.cli_common import (
+    fmt_num,
+    open_registry,
+    print_json,
+    print_table,
+    registry_options,
+)
 from gatewise.cli_queries import print_lineage
 
 VERIFY_FAILED = 4  # exit code when verification finds a problem
@@ -26,13 +31,13 @@ def add_commands(subparsers: Any) -> Any:
 
     ls = commands.add_parser("ls", help="list registered versions", description="List registered versions.")
     ls.add_argument("--model", help="only this model's versions")
-    _common(ls)
+    registry_options(ls)
     ls.set_defaults(handler=_ls)
 
     show = commands.add_parser("show", help="everything recorded about one version",
                                description="Show a version: its artifact, plugin, lineage, run, gate results, promotions.")
     show.add_argument("version", metavar="VERSION", help='a version name such as "arrests:v3"')
-    _common(show)
+    registry_options(show)
     show.set_defaults(handler=_show)
 
     verify = commands.add_parser(
@@ -45,29 +50,20 @@ def add_commands(subparsers: Any) -> Any:
                         help="fail unless the ledger's first key is this key id (repeatable)")
     verify.add_argument("--no-artifacts", action="store_true", help="do not re-hash the stored artifact files")
     verify.add_argument("--workers", type=int, default=None, help="processes for signature checks (default: all cores)")
-    _common(verify)
+    registry_options(verify)
     verify.set_defaults(handler=_verify)
     return commands
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    parser.add_argument("--url", default=None,
-                        help="registry database URL (default: $GATEWISE_REGISTRY_URL, else <home>/registry.db)")
 
 
-def _open(args: argparse.Namespace) -> Any:
-    from gatewise.registry import Registry
-
-    url = args.url or getattr(args, "registry_url", None)
-    return Registry.open(Path(args.home), url, create=False)
 
 
 def _ls(args: argparse.Namespace) -> int:
-    with _open(args) as registry:
+    with open_registry(args) as registry:
         versions = registry.versions(args.model)
     if args.json:
-        print(json.dumps([_version_json(v) for v in versions], indent=2))
+        print_json([_version_json(v) for v in versions])
         return 0
     if not versions:
         print("no versions registered" + (f" for model {args.model}" if args.model else ""))
@@ -84,17 +80,17 @@ def _ls(args: argparse.Namespace) -> int:
         )
         for v in versions
     ]
-    _table(("VERSION", "STATUS", "ALIAS", "PLUGIN", "PARENT", "SHA256", "CREATED (UTC)"), rows)
+    print_table(("VERSION", "STATUS", "ALIAS", "PLUGIN", "PARENT", "SHA256", "CREATED (UTC)"), rows)
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
     from gatewise.registry import queries
 
-    with _open(args) as registry:
+    with open_registry(args) as registry:
         shown = queries.show(registry, args.version)  # with its full lineage
     if args.json:
-        print(json.dumps(shown, indent=2))
+        print_json(shown)
         return 0
     fields = [
         ("version", shown["version"]),
@@ -118,10 +114,10 @@ def _show(args: argparse.Namespace) -> int:
     print()
     if shown["gate_results"]:
         rows = [
-            (g["gate"], "pass" if g["passed"] else "FAIL", _num(g["value"]), _num(g["threshold"]), str(g["entry"]["seq"]), g["summary"])
+            (g["gate"], "pass" if g["passed"] else "FAIL", fmt_num(g["value"]), fmt_num(g["threshold"]), str(g["entry"]["seq"]), g["summary"])
             for g in shown["gate_results"]
         ]
-        _table(("GATE", "VERDICT", "VALUE", "THRESHOLD", "ENTRY", "SUMMARY"), rows)
+        print_table(("GATE", "VERDICT", "VALUE", "THRESHOLD", "ENTRY", "SUMMARY"), rows)
     else:
         print("no gate results")
     for promotion in shown["promotions"]:
@@ -131,10 +127,10 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    with _open(args) as registry:
+    with open_registry(args) as registry:
         report = registry.verify(check_artifacts=not args.no_artifacts, trusted_keys=args.trusted_key, workers=args.workers)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print_json(report.to_dict())
     else:
         for problem in report.problems:
             print(str(problem))
@@ -167,11 +163,5 @@ def _version_json(v: Any) -> dict[str, Any]:
     }
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    for row in (header, *rows):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())

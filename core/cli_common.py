@@ -1,0 +1,53 @@
+"""What the registry command groups of the CLI share: their options, opening the registry, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def registry_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--url", default=None,
+                        help="registry database URL (default: $GATEWISE_REGISTRY_URL, [registry] url in ./gatewise.toml, "
+                        "else <home>/registry.db)")
+
+
+def registry_url(args: argparse.Namespace) -> str | None:
+    """--url, else ``[registry] url`` of ./gatewise.toml (the environment variable is read later)."""
+    if args.url:
+        return args.url
+    if not Path("gatewise.toml").exists():
+        return None
+    from gatewise.config import load_settings
+
+    return load_settings(None).registry.url
+
+
+def open_registry(args: argparse.Namespace, *, write: bool = False) -> Any:
+    """The registry of ``args.home``. Neither a read nor a write creates one: a missing registry is
+    one line, exit 2 (only `gatewise run` and `gatewise keys init` create a registry)."""
+    from gatewise.registry import Registry
+
+    home, url = Path(args.home), registry_url(args)
+    if not write:
+        return Registry.open(home, url, create=False)
+    Registry.open(home, url, create=False).close()
+    return Registry.open(home, url)
+
+
+def print_json(document: Any) -> None:
+    print(json.dumps(document, indent=2))
+
+
+def fmt_num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def print_table(header: tuple[str, ...] | list[str], rows: list[tuple[str, ...]] | list[list[str]]) -> None:
+    """Columns aligned to their widest cell; trailing blanks trimmed."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    for row in (header, *rows):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
