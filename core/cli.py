@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewise import __version__
+from gatewise.cli_common import print_json, print_table
 from gatewise.errors import GatewiseError, UsageError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BLOCKED = 0, 1, 2, 3
@@ -75,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome = run_retrain(request, dataset)
     outcome.timings["preflight"] = round(preflight_s, 3)
     if args.json:
-        print(json.dumps(outcome_document(outcome), indent=2))
+        print_json(outcome_document(outcome))
     else:
         print_outcome(outcome)
     return EXIT_OK if outcome.promoted else EXIT_BLOCKED
@@ -141,9 +141,7 @@ def print_outcome(outcome: Any) -> None:
         c = o.candidate
         cells = [_cell(r) for r in o.results] if o.results else ["errored"] + [""] * (len(gates) - 1)
         rows.append([c.name, o.version or "-", c.plugin.name, f"{(c.size_bytes or 0) / 1024:.1f}", f"{o.latency_ms:.3f}" if o.latency_ms else "-"] + cells)
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
-    for line in [header] + rows:
-        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
+    print_table(header, rows)
     for o in outcome.candidates:
         if o.candidate.status != "ok":
             print(f"{o.candidate.name}: errored: {o.candidate.error}")
