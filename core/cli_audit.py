@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gatewise.cli_common import print_json, registry_options, registry_url
+
 VERIFY_FAILED = 4  # the exit code of `gatewise registry verify` when it finds a problem
 
 
@@ -26,7 +28,7 @@ def add_commands(subparsers: Any, registry_subparsers: Any) -> None:
         "`gatewise audit verify DIR` checks it anywhere, with no database and no private key. Nothing is written on error.",
     )
     export.add_argument("--bundle", required=True, type=Path, metavar="DIR", help="new (or empty) directory to write the bundle to")
-    _common(export)
+    registry_options(export)
     export.set_defaults(handler=_export)
 
     head = registry_subparsers.add_parser(
@@ -62,18 +64,12 @@ def add_commands(subparsers: Any, registry_subparsers: Any) -> None:
     verify.set_defaults(handler=_audit_verify)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    parser.add_argument("--url", default=None,
-                        help="registry database URL (default: $GATEWISE_REGISTRY_URL, else <home>/registry.db)")
-
-
 def _export(args: argparse.Namespace) -> int:
     from gatewise.registry.bundle import export_registry
 
-    summary = export_registry(Path(args.home), args.url, args.bundle)
+    summary = export_registry(Path(args.home), registry_url(args), args.bundle)
     if args.json:
-        print(json.dumps(summary.to_dict(), indent=2))
+        print_json(summary.to_dict())
         return 0
     receipt = summary.receipt
     print(
@@ -96,7 +92,7 @@ def _head(args: argparse.Namespace) -> int:
     except ReceiptError as exc:
         raise RegistryError(f"head receipt {path} cannot be read ({exc}): run `gatewise registry verify`") from None
     if args.json:
-        print(json.dumps({**receipt.to_dict(), "receipt": json.loads(receipt.text)}, indent=2))
+        print_json({**receipt.to_dict(), "receipt": json.loads(receipt.text)})
         return 0
     print(receipt.text)  # exactly the file: `gatewise registry head > head-<date>.json` keeps a copy
     print(f"head {receipt.seq} {receipt.digest} at {receipt.time}, signed by key {receipt.keyid[:16]}: "
@@ -109,7 +105,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
     report = verify_bundle(args.bundle, trusted_keys=args.trusted_key, receipts=args.receipt, workers=args.workers)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print_json(report.to_dict())
         return 0 if report.ok else VERIFY_FAILED
     for problem in report.problems:
         print(str(problem))

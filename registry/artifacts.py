@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gatewise.errors import RegistryError
 from gatewise.registry.projection import artifact_relpath
+from gatewise.types import sha256_file
 
 
 def artifact_file(home: Path, sha256: str) -> Path:
@@ -47,18 +48,10 @@ def store_artifact(home: Path, source: Path, expected_sha256: str) -> tuple[str,
             f"artifact {source} has sha256 {actual}, not the {expected_sha256} the candidate claims; not registered"
         )
     os.chmod(tmp, 0o444)
-    if target.exists() and file_sha256(target) == actual:
+    if target.exists() and sha256_file(target) == actual:
         tmp.unlink()  # the same bytes are already stored
     else:
         if target.exists():
             os.chmod(target, 0o644)  # a damaged copy: replace it with the checked bytes
         os.replace(tmp, target)
     return actual, size
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -36,6 +36,7 @@ from gatewise.registry.verify import (
     Problem,
     VerifyReport,
     check_entry,
+    collections_paused,
     open_envelopes,
     run_chunks,
     unreadable_summary,
@@ -273,11 +274,12 @@ def verify_bundle(
         return state.report(started, [])  # named above; without entries nothing else can be judged
     tasks = line_chunks(ledger)
     lines = tasks[-1][2] + _count_lines(ledger, tasks[-1]) - 1 if tasks else 0
-    for result in run_chunks(
-        ("bundle", str(ledger)), tasks, public_keys, worker_count(workers, lines),
-        lambda task: check_lines(ledger, task[0], task[1], task[2], public_keys),
-    ):
-        state.absorb(result)
+    with collections_paused():
+        for result in run_chunks(
+            ("bundle", str(ledger)), tasks, public_keys, worker_count(workers, lines),
+            lambda task: check_lines(ledger, task[0], task[1], task[2], public_keys),
+        ):
+            state.absorb(result)
     state.finish(_bundle_reader(ledger))
     _compare_keys(listed, state, directory / KEYS)
     if manifest is not None:

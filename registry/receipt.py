@@ -110,31 +110,51 @@ def record_head(home: Path, key: Any, start: tuple[int, str], head: tuple[int, s
     try:
         with _locked(path.with_name(_LOCK_FILE)):
             try:
-                current = read_receipt(path)
+                current = _current(path)
             except FileNotFoundError:
                 current = None
             except ReceiptError as exc:
                 log.warning("head receipt %s cannot be read (%s): left as it is; run `gatewise registry verify`", path, exc)
                 return
             if current is not None:
-                if current.seq >= head[0]:
-                    if current.seq == head[0] and current.digest != head[1]:
-                        _contradicted(path, current)
+                seq, digest = current
+                if seq >= head[0]:
+                    if seq == head[0] and digest != head[1]:
+                        _contradicted(path, seq, digest)
                     return  # a newer receipt (another writer's), or one the ledger no longer reaches
-                if (current.seq, current.digest) != start and _digest_at(engine, current.seq) != current.digest:
-                    _contradicted(path, current)
+                if (seq, digest) != start and _digest_at(engine, seq) != digest:
+                    _contradicted(path, seq, digest)
                     return
             from gatewise.registry.ledger import utc_now
 
             _write_atomically(path, make_receipt(key, head[0], head[1], utc_now()) + "\n")
+            _WRITTEN[path] = (_identity(os.stat(path)), head)
     except OSError as exc:
         log.warning("cannot write the head receipt %s: %s", path, exc)
 
 
-def _contradicted(path: Path, current: Receipt) -> None:
+# The receipt this process wrote last, by path: (file identity, (seq, digest)). While the file is
+# still that one, the next append need not read and parse it again.
+_WRITTEN: dict[Path, tuple[tuple[int, int, int], tuple[int, str]]] = {}
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int]:
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def _current(path: Path) -> tuple[int, str]:
+    """The (seq, digest) the receipt at ``path`` names; FileNotFoundError, ReceiptError."""
+    written = _WRITTEN.get(path)
+    if written is not None and written[0] == _identity(os.stat(path)):
+        return written[1]
+    receipt = read_receipt(path)
+    return receipt.seq, receipt.digest
+
+
+def _contradicted(path: Path, seq: int, digest: str) -> None:
     log.warning(
         "head receipt %s (head %d, digest %s...) does not match the ledger: left as it is; run `gatewise registry verify`",
-        path, current.seq, current.digest[:16],
+        path, seq, digest[:16],
     )
 
 
@@ -168,9 +188,11 @@ def _write_atomically(path: Path, text: str) -> None:
     """Write a temporary file and rename it over ``path``: a reader sees the old or the new receipt."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with open(tmp, "x", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, text.encode("utf-8"))
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -16,10 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_registry_support import EVIDENCE, Backend, backend, populated, verdicts  # noqa: F401  (backend is a fixture)
-
 from gatewise.cli import main
 from gatewise.registry.bundle import export_registry, verify_bundle
+from test_registry_support import EVIDENCE, Backend, backend, populated, verdicts  # noqa: F401  (backend is a fixture)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "audit.md"
 
@@ -189,8 +188,9 @@ def test_a_kept_receipt_catches_what_a_later_bundle_hides(home, tmp_path, capsys
     assert _audit(capsys, tmp_path / "later")[0] == 0  # consistent on its own
     code, out = _audit(capsys, tmp_path / "later", "--receipt", kept)
     assert code == 4
-    assert out[:-1] == [f"head receipt {kept}: entries after seq 14 are missing (receipt says head 16, "
-                        f"digest {_receipt_digest(kept)[:16]}..., written {_receipt_time(kept)})"]
+    expected = (f"head receipt {kept}: entries after seq 14 are missing (receipt says head 16, "
+                f"digest {_receipt_digest(kept)[:16]}..., written {_receipt_time(kept)})")
+    assert out[:-1] == [expected]
 
 
 def _receipt_digest(path: Path) -> str:
@@ -270,9 +270,9 @@ def test_workers_find_the_same_problems_in_a_bundle(bundle, monkeypatch):
 def test_the_docs_check_one_bundle_line_with_only_cryptography(bundle):
     text = DOCS.read_text()
     section = text[text.index("## Checking one entry with nothing but Python and `cryptography`"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
     assert 'bundle, seq = "audit-bundle", 12' in code
-    result = subprocess.run([sys.executable, "-c", code], cwd=bundle.parent, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", code], cwd=bundle.parent, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     line = _lines(bundle)[11]
     assert result.stdout.splitlines()[0] == f"https://gatewise.dev/predicates/gate-result/v1 {json.loads(base64.b64decode(line['envelope']['payload']))['subject'][0]['digest']['sha256']}"
@@ -281,5 +281,5 @@ def test_the_docs_check_one_bundle_line_with_only_cryptography(bundle):
     forged = _lines(bundle)
     forged[11]["envelope"]["signatures"][0]["sig"] = base64.b64encode(b"\0" * 64).decode()
     _write_lines(bundle, [json.dumps(line) for line in forged])
-    result = subprocess.run([sys.executable, "-c", code], cwd=bundle.parent, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", code], cwd=bundle.parent, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0 and "InvalidSignature" in result.stderr

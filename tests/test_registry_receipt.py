@@ -11,14 +11,21 @@ import subprocess
 import sys
 import textwrap
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from test_registry_support import EVIDENCE, Backend, backend, populated, verdicts  # noqa: F401  (backend is a fixture)
-
 from gatewise.cli import main
 from gatewise.registry.keys import SigningKey
-from gatewise.registry.receipt import HEAD_RECEIPT, make_receipt, read_receipt, record_head
+from gatewise.registry.receipt import (
+    HEAD_RECEIPT,
+    make_receipt,
+    read_receipt,
+    record_head,
+)
 from gatewise.registry.statements import PAYLOAD_TYPE, pae, sha256_hex
+from test_registry_support import EVIDENCE, Backend, backend, populated, verdicts  # noqa: F401  (backend is a fixture)
 
 
 def _truncate(backend, after: int) -> None:
@@ -60,10 +67,9 @@ def test_deleting_the_newest_entries_is_named(backend, tmp_path):
     registry, _ = populated(backend, tmp_path)
     receipt = read_receipt(backend.home / "head.json")
     _truncate(backend, 14)
-    assert _problems(registry) == [
-        f"head receipt {backend.home / 'head.json'}: entries after seq 14 are missing "
-        f"(receipt says head 16, digest {receipt.digest[:16]}..., written {receipt.time})"
-    ]
+    expected = (f"head receipt {backend.home / 'head.json'}: entries after seq 14 are missing "
+                f"(receipt says head 16, digest {receipt.digest[:16]}..., written {receipt.time})")
+    assert _problems(registry) == [expected]
 
 
 def test_a_ledger_grown_back_past_its_receipt_is_named_and_the_receipt_kept(backend, tmp_path):

@@ -200,7 +200,7 @@ def _problems_with(registry, **kwargs):
 
 
 def test_parallel_workers_find_the_same_problems(backend, tmp_path, monkeypatch):
-    from gatewise.registry import verify
+    from gatewise.registry import verify, verify_database
 
     registry, v = populated(backend, tmp_path)
     seq = _seq_of(backend, v["parent"], "fairness")
@@ -213,7 +213,7 @@ def test_parallel_workers_find_the_same_problems(backend, tmp_path, monkeypatch)
     def not_here(*args):
         raise AssertionError("chunks must be checked in the worker processes")
 
-    monkeypatch.setattr(verify, "check_chunk", not_here)
+    monkeypatch.setattr(verify_database, "check_chunk", not_here)
     parallel = registry.verify(workers=2)
     assert not parallel.ok and parallel.problems == serial.problems
     assert parallel.entries_checked == serial.entries_checked == 16

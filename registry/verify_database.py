@@ -1,0 +1,414 @@
+"""`gatewise registry verify`: the verify pass (gatewise.registry.verify) fed the database's rows.
+
+Workers read chunks of the ledger and the projection rows with their driver's own cursors (no
+SQLAlchemy, no schema: the caller hands them the SQL) and compare every row, field by field, with
+the entry it came from. After the pass: rows naming no entry, the mutable ``models`` and
+``artifacts`` tables against what the ledger implies, and the stored artifact files, hashed by a
+process of their own while the entries are checked.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import pickle
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from gatewise.registry import verify as pass_
+from gatewise.registry.verify import (
+    FIRST,
+    ChunkResult,
+    InOrder,
+    Problem,
+    Reader,
+    VerifyReport,
+    _reap,
+    _same,
+    _show,
+    _spawn,
+    _Summary,
+    check_entry,
+    collections_paused,
+    open_envelopes,
+    run_chunks,
+    worker_count,
+)
+
+_ROW_NAMES = {"keys": "keyid", "runs": "run_id", "versions": "name", "promotions": "version",
+              "key_events": "keyid", "waivers": "version", "rollbacks": "version"}
+
+
+def _row_where(table: str, row: dict[str, Any]) -> str:
+    if table == "gate_results":
+        name = f"{row.get('version') or row.get('run_id')} {row.get('gate')}"
+    else:
+        name = row.get(_ROW_NAMES.get(table, ""))
+    return f"{table} row entry_seq={row.get('entry_seq')} ({name})"
+
+
+# -- a chunk of the database (possibly in a worker) ---------------------------------------
+
+
+class _Queries(NamedTuple):
+    ledger: str
+    tables: dict[str, tuple[str, tuple[str, ...], int]]  # name -> (sql, columns, index of entry_seq)
+
+
+@functools.cache
+def _queries(qmark: bool) -> _Queries:
+    """Plain SQL for raw DB-API cursors (``?`` for sqlite3, ``%s`` for psycopg)."""
+    from gatewise.registry.schema import ENTRY_TABLES
+
+    mark = "?" if qmark else "%s"
+    where = f"BETWEEN {mark} AND {mark}"
+    tables = {}
+    # Projection tables with a row per entry; artifacts are checked at the end (first bytes win).
+    for name, model in ENTRY_TABLES.items():
+        if name == "artifacts":
+            continue
+        columns = tuple(column.name for column in model.__table__.columns)
+        tables[name] = (f"SELECT {', '.join(columns)} FROM {name} WHERE entry_seq {where}", columns, columns.index("entry_seq"))
+    # SQLite hands the envelope over as bytes, which the JSON parser reads without a text copy.
+    envelope = "CAST(envelope AS BLOB)" if qmark else "envelope"
+    ledger = (
+        f"SELECT seq, prev_digest, digest, predicate_type, subject_sha256, ref, keyid, created_at, {envelope} "
+        f"FROM ledger WHERE seq {where} ORDER BY seq"
+    )
+    return _Queries(ledger, tables)
+
+
+def check_chunk(engine: Any, lo: int, hi: int, public_keys: dict[str, bytes], queries: _Queries | None = None) -> ChunkResult:
+    """Check ledger entries lo..hi and the projection rows they stand for."""
+    problems: list[Problem] = []
+    summaries: list[_Summary] = []
+    rows_checked = 0
+    queries = queries or _queries(engine.dialect.paramstyle == "qmark")
+    # Raw DB-API cursors and plain tuples: this loop is the hot path of a 100k-entry verify.
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute(queries.ledger, (lo, hi))
+        entries = cursor.fetchall()
+        stored: dict[str, dict[int, tuple[Any, ...]]] = {}
+        for name, (sql, _columns, index) in queries.tables.items():
+            cursor.execute(sql, (lo, hi))
+            stored[name] = {row[index]: row for row in cursor.fetchall()}
+        cursor.close()
+    finally:
+        raw.close()
+    tables = queries.tables
+    after = FIRST
+    for entry, opened in zip(entries, open_envelopes([entry[8] for entry in entries], public_keys)):
+        seq = entry[0]
+        summary, derived_rows = check_entry(seq, entry[2], opened, problems, entry, after=after)
+        summaries.append(summary)
+        after = summary.digest
+        if derived_rows is None:
+            for rows in stored.values():  # the entry itself failed; its rows cannot be judged against it
+                rows.pop(seq, None)
+            continue
+        for name, expected in derived_rows.items():
+            spec = tables.get(name)
+            if spec is None:
+                continue
+            columns = spec[1]
+            row = stored[name].pop(seq, None)
+            if row is None:
+                problems.append(Problem(f"entry {seq} ({summary.label})", f"its {name} row is missing", seq))
+                continue
+            rows_checked += 1
+            values = _getter(columns)(expected)
+            if values == tuple(row):
+                continue
+            problems.extend(_row_differences(name, columns, row, values, seq))
+    if any(stored.values()):
+        labels = {summary.seq: summary.label for summary in summaries}
+        for name, rows in stored.items():
+            columns = tables[name][1]
+            for seq, row in rows.items():
+                where = _row_where(name, dict(zip(columns, row)))
+                if seq in labels:
+                    problems.append(Problem(where, f"row has no ledger entry behind it (entry {seq} is a {labels[seq]})", seq))
+                else:
+                    problems.append(Problem(where, f"row names ledger entry {seq}, which does not exist", seq))
+    return problems, summaries, rows_checked
+
+
+def _stored_sha256(home: Path, sha256: Any) -> str:
+    """The sha256 of the stored artifact file with this name ("" if there is none)."""
+    from gatewise.registry.artifacts import artifact_file, sha256_file
+
+    try:
+        return sha256_file(artifact_file(home, str(sha256)))
+    except FileNotFoundError:
+        return ""
+
+
+def hash_artifacts(home: Path, shas: Iterable[str]) -> dict[str, str]:
+    """Hash stored artifact files (in a process of their own, whose waits on the disk overlap
+    the signature checks; threads here cost more CPU than they save)."""
+    return {sha: _stored_sha256(home, sha) for sha in shas}
+
+
+class _ArtifactHashes:
+    """The stored artifact files, hashed in a process of their own while the entries are checked
+    (the names come from the ``artifacts`` table; any other file the ledger implies is hashed
+    at the end)."""
+
+    def __init__(self, home: Path, shas: list[str]) -> None:
+        self.proc = None
+        if len(shas) >= 100:  # fewer are hashed at the end in less time than a process starts
+            try:
+                self.proc = _spawn(("artifacts", str(home)), {}, [tuple(shas)])
+            except OSError:
+                self.proc = None
+
+    def get(self) -> dict[str, str]:
+        if self.proc is None:
+            return {}
+        try:
+            return pickle.load(self.proc.stdout)  # type: ignore[arg-type]
+        except (EOFError, OSError, pickle.UnpicklingError):
+            return {}  # hashed at the end instead
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.proc is not None:
+            _reap(self.proc)
+            self.proc = None
+
+
+@functools.cache
+def _getter(columns: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    return operator.itemgetter(*columns)
+
+
+def _row_differences(name: str, columns: tuple[str, ...], row: tuple[Any, ...], values: tuple[Any, ...], seq: int) -> list[Problem]:
+    named = dict(zip(columns, row))
+    found = []
+    for column, value in zip(columns, values):
+        if not _same(named[column], value):
+            shown = named[column]
+            if isinstance(value, bool) and shown in (0, 1) and not isinstance(shown, float):
+                shown = bool(shown)  # SQLite's 0/1, shown as the boolean it stands for
+            found.append(
+                Problem(_row_where(name, named), f"field {column} is {_show(shown)} in the table but {_show(value)} in signed entry {seq}", seq)
+            )
+    return found
+
+
+def worker_chunk(spec: tuple[Any, ...], task: tuple[Any, ...], public_keys: dict[str, bytes], cache: dict[str, Any]) -> ChunkResult:
+    """A chunk in a worker, on the worker's one driver connection (kept in ``cache``)."""
+    _, target, queries = spec
+    source = cache.get("db")
+    if source is None:
+        source = cache["db"] = _Direct(target)
+    return check_chunk(source, task[0], task[1], public_keys, queries)
+
+
+def dbapi_target(engine: Any) -> tuple[str, str]:
+    """How a worker connects with the bare driver (sqlite3 or psycopg), without SQLAlchemy."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        return ("sqlite", url.database)
+    return ("postgresql", url.set(drivername="postgresql").render_as_string(hide_password=False))
+
+
+class _Direct:
+    """A worker's one DB-API connection, lent to ``check_chunk`` as an engine lends its pool's."""
+
+    def __init__(self, target: tuple[str, str]) -> None:
+        kind, where = target
+        if kind == "sqlite":
+            import sqlite3
+
+            self.conn = sqlite3.connect(where, timeout=60, isolation_level=None)
+        else:
+            import psycopg
+
+            self.conn = psycopg.connect(where, autocommit=True)
+
+    def raw_connection(self) -> _Direct:
+        return self
+
+    def cursor(self) -> Any:
+        return self.conn.cursor()
+
+    def close(self) -> None:
+        pass  # kept for the next chunk; ``dispose`` closes it
+
+    def dispose(self) -> None:
+        self.conn.close()
+
+
+# -- the registry database -------------------------------------------------------------------------
+
+
+def verify_registry(
+    engine: Any,
+    url: str,
+    home: Path,
+    *,
+    check_artifacts: bool = True,
+    trusted_keys: Iterable[str] = (),
+    workers: int | None = None,
+    receipts: Iterable[Path] = (),
+) -> VerifyReport:
+    """Verify the registry database; also against ``<home>/head.json`` and any ``receipts`` given."""
+    from gatewise.registry import receipt
+    from gatewise.registry.database import db_errors
+    from gatewise.registry.schema import LedgerEntry
+    from sqlalchemy import func, select
+
+    started = time.perf_counter()
+    led = LedgerEntry.__table__.c
+    # Receipts are read before the ledger, so that an append meanwhile never puts one ahead of it.
+    kept = receipt.load_receipts([receipt.receipt_path(home), *receipts], required=False)
+    files = _ArtifactHashes(Path(home), [])
+    try:
+        with db_errors(url):
+            with engine.connect() as conn:
+                lo, hi, count = conn.execute(select(func.min(led.seq), func.max(led.seq), func.count())).one()
+                public_keys = _table_keys(conn)
+                if check_artifacts:
+                    files = _ArtifactHashes(Path(home), _stored_artifacts(conn))
+            state = InOrder(trusted_keys, watch=receipt.watched_seqs(kept))
+            if count:
+                chunk = pass_.CHUNK
+                tasks = [(start, min(start + chunk - 1, hi)) for start in range(int(lo), int(hi) + 1, chunk)]
+                in_memory = engine.url.database in (None, "", ":memory:")
+                queries = _queries(engine.dialect.paramstyle == "qmark")
+                with collections_paused():
+                    for result in run_chunks(
+                        ("db", dbapi_target(engine), queries), tasks, public_keys, 1 if in_memory else worker_count(workers, int(count)),
+                        lambda task: check_chunk(engine, task[0], task[1], public_keys, queries),
+                    ):
+                        state.absorb(result)
+            with engine.connect() as conn:
+                state.finish(_database_reader(conn))
+                _DatabaseChecks(state, conn).run(home, check_artifacts, hi=int(hi or 0), hashed=files.get())
+    finally:
+        files.close()
+    checked = receipt.check_receipts(kept, state)
+    return state.report(started, checked)
+
+
+def _stored_artifacts(conn: Any) -> list[str]:
+    from gatewise.registry.schema import ArtifactRow
+    from sqlalchemy import select
+
+    return [sha for (sha,) in conn.execute(select(ArtifactRow.__table__.c.sha256)) if isinstance(sha, str)]
+
+
+def _table_keys(conn: Any) -> dict[str, bytes]:
+    """Public keys for the workers, from the ``keys`` table: a hint only. Each key proves its own id
+    (sha256), and the in-order pass decides from the ledger whether it may sign where it did."""
+    import base64
+
+    from gatewise.registry.keys import keyid_of
+    from gatewise.registry.schema import KeyRow
+    from sqlalchemy import select
+
+    found = {}
+    for keyid, public_b64 in conn.execute(select(KeyRow.__table__.c.keyid, KeyRow.__table__.c.public_key)):
+        try:
+            public = base64.b64decode(public_b64, validate=True)
+        except (ValueError, TypeError):
+            continue
+        if keyid_of(public) == keyid:
+            found[keyid] = public
+    return found
+
+
+def _database_reader(conn: Any) -> Reader:
+    from gatewise.registry.schema import LedgerEntry
+    from sqlalchemy import select
+
+    led = LedgerEntry.__table__.c
+
+    def read(seqs: list[int]) -> Iterator[tuple[int, str]]:
+        for start in range(0, len(seqs), 500):
+            for seq, envelope in conn.execute(select(led.seq, led.envelope).where(led.seq.in_(seqs[start:start + 500]))):
+                yield int(seq), envelope
+
+    return read
+
+
+class _DatabaseChecks:
+    """After the pass: rows naming no entry, the ``models`` and ``artifacts`` tables, the artifact files."""
+
+    def __init__(self, state: InOrder, conn: Any) -> None:
+        self.state = state
+        self.conn = conn
+
+    def run(self, home: Path, check_files: bool, hi: int, hashed: dict[str, str]) -> None:
+        self._orphans(hi)
+        self._models()
+        self._artifacts(home, check_files, hashed)
+
+    def _orphans(self, hi: int) -> None:
+        from gatewise.registry.schema import ENTRY_TABLES
+        from sqlalchemy import or_, select
+
+        for name, model in ENTRY_TABLES.items():
+            if name == "artifacts":
+                continue
+            table = model.__table__
+            for row in self.conn.execute(select(table).where(or_(table.c.entry_seq < 1, table.c.entry_seq > hi))):
+                data = row._asdict()
+                self.state.problems.append(Problem(_row_where(name, data), f"row names ledger entry {data['entry_seq']}, which does not exist", None))
+
+    def _models(self) -> None:
+        from gatewise.registry.schema import ModelRow
+        from sqlalchemy import select
+
+        problems = self.state.problems
+        stored = {row.name: row._asdict() for row in self.conn.execute(select(ModelRow.__table__))}
+        for name, expected in self.state.models.items():
+            row = stored.pop(name, None)
+            if row is None:
+                problems.append(Problem(f"models row {name}", "is missing", expected["created_seq"]))
+                continue
+            self.state.rows_checked += 1
+            for column, value in expected.items():
+                if not _same(row[column], value):
+                    problems.append(
+                        Problem(f"models row {name}", f"field {column} is {_show(row[column])} in the table but the ledger implies {_show(value)}", expected["created_seq"])
+                    )
+        for name in stored:
+            problems.append(Problem(f"models row {name}", "no ledger entry names this model"))
+
+    def _artifacts(self, home: Path, check_files: bool, hashed: dict[str, str]) -> None:
+        from gatewise.registry.schema import ArtifactRow
+        from sqlalchemy import select
+
+        problems = self.state.problems
+        stored = {row.sha256: row._asdict() for row in self.conn.execute(select(ArtifactRow.__table__))}
+        for sha, expected in self.state.artifacts.items():
+            version = expected.pop("version")
+            where = f"artifacts row {sha[:16]}... ({version})"
+            row = stored.pop(sha, None)
+            if row is None:
+                problems.append(Problem(where, "is missing", expected["entry_seq"]))
+            else:
+                self.state.rows_checked += 1
+                for column, value in expected.items():
+                    if not _same(row[column], value):
+                        problems.append(Problem(where, f"field {column} is {_show(row[column])} in the table but {_show(value)} in signed entry {expected['entry_seq']}", expected["entry_seq"]))
+            if check_files:
+                self.state.artifacts_checked += 1
+                where = f"artifact {sha}.onnx ({version}, entry {expected['entry_seq']})"
+                actual = hashed.get(sha)
+                if actual is None:
+                    actual = _stored_sha256(home, sha)
+                if not actual:
+                    problems.append(Problem(where, "file is missing from the artifact store", expected["entry_seq"]))
+                    continue
+                if actual != sha:
+                    problems.append(Problem(where, f"file bytes have sha256 {actual[:16]}...: the artifact was replaced or damaged", expected["entry_seq"]))
+        for sha, row in stored.items():
+            problems.append(Problem(f"artifacts row {sha[:16]}...", "no signed candidate entry has these bytes", row.get("entry_seq")))
