@@ -305,7 +305,8 @@ def run_task(spec: tuple[Any, ...], task: tuple[Any, ...], public_keys: dict[str
         from gatewise.registry import verify_database
 
         if spec[0] == "artifacts":
-            os.nice(10)  # mostly waits on the disk; the signature workers come first for the CPU
+            if hasattr(os, "nice"):
+                os.nice(10)  # mostly waits on the disk; the signature workers come first for the CPU
             return verify_database.hash_artifacts(Path(spec[1]), task)  # type: ignore[return-value]
         problems, summaries, rows = verify_database.worker_chunk(spec, task, public_keys, cache)
     else:
@@ -458,7 +459,7 @@ class InOrder:
             self.problems.append(Problem(f"entry {missing}", f"missing: the ledger jumps from {self.expected_seq - 1} to {s.seq} (entry deleted)", self.expected_seq))
         self.unplaced = 0
         if s.signed_prev is not None and self.prev_digest is not None and s.signed_prev != self.prev_digest:
-            self.fail(s, f"signed prev digest {s.signed_prev[:16]}... is not the digest of entry {s.seq - 1} ({self.prev_digest[:16]}...): the chain is broken here")
+            self.fail(s, f"signed prev digest {str(s.signed_prev)[:16]}... is not the digest of entry {s.seq - 1} ({self.prev_digest[:16]}...): the chain is broken here")
         self.expected_seq = s.seq + 1
         self.prev_digest = s.digest
         self.last = s

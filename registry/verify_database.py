@@ -10,7 +10,9 @@ process of their own while the entries are checked.
 from __future__ import annotations
 
 import functools
+import hashlib
 import operator
+import os
 import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from gatewise.registry import verify as pass_
+from gatewise.registry.projection import artifact_relpath
 from gatewise.registry.verify import (
     FIRST,
     ChunkResult,
@@ -138,13 +141,22 @@ def check_chunk(engine: Any, lo: int, hi: int, public_keys: dict[str, bytes], qu
 
 
 def _stored_sha256(home: Path, sha256: Any) -> str:
-    """The sha256 of the stored artifact file with this name ("" if there is none)."""
-    from gatewise.registry.artifacts import artifact_file, sha256_file
+    """The sha256 of the stored artifact file with this name ("" if there is none).
 
+    Bare file descriptors: Python's ``open()`` and ``Path`` cost several times the hashing of a
+    small file here (15,000 artifacts: 0.13 s instead of 1 s).
+    """
     try:
-        return sha256_file(artifact_file(home, str(sha256)))
+        fd = os.open(os.path.join(home, artifact_relpath(str(sha256))), os.O_RDONLY)
     except FileNotFoundError:
         return ""
+    try:
+        digest = hashlib.sha256()
+        while block := os.read(fd, 1 << 20):
+            digest.update(block)
+        return digest.hexdigest()
+    finally:
+        os.close(fd)
 
 
 def hash_artifacts(home: Path, shas: Iterable[str]) -> dict[str, str]:
@@ -384,31 +396,34 @@ class _DatabaseChecks:
 
     def _artifacts(self, home: Path, check_files: bool, hashed: dict[str, str]) -> None:
         from gatewise.registry.schema import ArtifactRow
-        from sqlalchemy import select
 
         problems = self.state.problems
-        stored = {row.sha256: row._asdict() for row in self.conn.execute(select(ArtifactRow.__table__))}
+        columns = ("sha256", "size_bytes", "path", "entry_seq")
+        # Plain rows: one per candidate, so as many as a tenth of the ledger.
+        cursor = self.conn.exec_driver_sql(f"SELECT {', '.join(columns)} FROM {ArtifactRow.__tablename__}")
+        stored = {row[0]: dict(zip(columns, row)) for row in cursor}
         for sha, expected in self.state.artifacts.items():
             version = expected.pop("version")
-            where = f"artifacts row {sha[:16]}... ({version})"
             row = stored.pop(sha, None)
             if row is None:
-                problems.append(Problem(where, "is missing", expected["entry_seq"]))
+                problems.append(Problem(f"artifacts row {sha[:16]}... ({version})", "is missing", expected["entry_seq"]))
             else:
                 self.state.rows_checked += 1
-                for column, value in expected.items():
-                    if not _same(row[column], value):
-                        problems.append(Problem(where, f"field {column} is {_show(row[column])} in the table but {_show(value)} in signed entry {expected['entry_seq']}", expected["entry_seq"]))
+                if row != expected:
+                    for column, value in expected.items():
+                        if not _same(row[column], value):
+                            problems.append(Problem(f"artifacts row {sha[:16]}... ({version})", f"field {column} is {_show(row[column])} in the table but {_show(value)} in signed entry {expected['entry_seq']}", expected["entry_seq"]))
             if check_files:
                 self.state.artifacts_checked += 1
-                where = f"artifact {sha}.onnx ({version}, entry {expected['entry_seq']})"
                 actual = hashed.get(sha)
                 if actual is None:
                     actual = _stored_sha256(home, sha)
+                if actual == sha:
+                    continue
+                where = f"artifact {sha}.onnx ({version}, entry {expected['entry_seq']})"
                 if not actual:
                     problems.append(Problem(where, "file is missing from the artifact store", expected["entry_seq"]))
-                    continue
-                if actual != sha:
+                else:
                     problems.append(Problem(where, f"file bytes have sha256 {actual[:16]}...: the artifact was replaced or damaged", expected["entry_seq"]))
         for sha, row in stored.items():
             problems.append(Problem(f"artifacts row {sha[:16]}...", "no signed candidate entry has these bytes", row.get("entry_seq")))

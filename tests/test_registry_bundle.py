@@ -283,3 +283,16 @@ def test_the_docs_check_one_bundle_line_with_only_cryptography(bundle):
     _write_lines(bundle, [json.dumps(line) for line in forged])
     result = subprocess.run([sys.executable, "-c", code], cwd=bundle.parent, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0 and "InvalidSignature" in result.stderr
+
+
+def test_audit_verify_pins_the_first_key_and_export_speaks_json(home, tmp_path, capsys):
+    registry, _ = populated(Backend(home, None), tmp_path)
+    keyid = registry.verify().keys[0]
+    registry.close()
+    assert main(["registry", "export", "--bundle", str(tmp_path / "b"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["entries"] == 16 and summary["keys"] == 1 and summary["receipt"]["seq"] == 16
+    assert set(summary["files"]) == {"ledger.jsonl", "keys.json", "head.json"}
+    assert _audit(capsys, tmp_path / "b", "--trusted-key", keyid)[0] == 0
+    code, out = _audit(capsys, tmp_path / "b", "--trusted-key", "ab" * 32)
+    assert code == 4 and out[0].startswith("entry 1 (key ") and "not one of the trusted keys" in out[0]
