@@ -13,7 +13,6 @@ numbering, promotions and decisions, then the head receipt and the manifest's di
 
 from __future__ import annotations
 
-import hashlib
 import json
 import mmap
 import os
@@ -42,6 +41,7 @@ from gatewise.registry.verify import (
     unreadable_summary,
     worker_count,
 )
+from gatewise.types import sha256_file
 
 FORMAT = "gatewise-audit-bundle/v1"
 LEDGER, KEYS, HEAD, MANIFEST = "ledger.jsonl", "keys.json", "head.json", "manifest.json"
@@ -220,15 +220,9 @@ def _write_json(path: Path, document: dict[str, Any]) -> None:
 
 
 def _file_facts(path: Path) -> dict[str, Any]:
-    return {"sha256": _sha256_file(path), "bytes": path.stat().st_size}
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _now() -> str:
@@ -416,7 +410,7 @@ def _check_manifest(directory: Path, problems: list[Problem]) -> dict[str, Any] 
         if not isinstance(listed, dict) or "sha256" not in listed:
             problems.append(Problem(name, f"is not listed in {MANIFEST}"))
             continue
-        actual = _sha256_file(path)
+        actual = sha256_file(path)
         if actual != listed["sha256"]:
             problems.append(Problem(name, f"has sha256 {actual[:16]}... but {MANIFEST} lists {str(listed['sha256'])[:16]}...: the file was changed after export"))
     return manifest
