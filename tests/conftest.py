@@ -12,7 +12,8 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 @pytest.fixture
-def gatewise_home(tmp_path, monkeypatch):
+def home(tmp_path, monkeypatch):
+    """A gatewise home in tmp_path, set as $GATEWISE_HOME, with no registry URL from outside."""
     home = tmp_path / "home"
     monkeypatch.setenv("GATEWISE_HOME", str(home))
     monkeypatch.delenv("GATEWISE_REGISTRY_URL", raising=False)

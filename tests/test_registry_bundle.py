@@ -24,14 +24,6 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "audit.md"
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("GATEWISE_HOME", str(home))
-    monkeypatch.delenv("GATEWISE_REGISTRY_URL", raising=False)
-    return home
-
-
-@pytest.fixture
 def bundle(home, tmp_path, capsys):
     registry, _ = populated(Backend(home, None), tmp_path)
     registry.close()

@@ -11,14 +11,6 @@ from gatewise.cli import main
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("GATEWISE_HOME", str(home))
-    monkeypatch.delenv("GATEWISE_REGISTRY_URL", raising=False)
-    return home
-
-
-@pytest.fixture
 def filled(home, tmp_path):
     backend = Backend(home, None)
     registry, versions = populated(backend, tmp_path)

@@ -59,14 +59,6 @@ def test_history_of_unknown_and_undecided_models(backend, tmp_path):
         registry.history("arrests")
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("GATEWISE_HOME", str(home))
-    monkeypatch.delenv("GATEWISE_REGISTRY_URL", raising=False)
-    return home
-
-
 def test_cli_history_table_and_json(home, tmp_path, capsys):
     from gatewise.cli import main
 

@@ -233,13 +233,13 @@ FILTERS = [
 
 
 @pytest.mark.parametrize("where", FILTERS, ids=lambda w: ",".join(k for k, val in vars(w).items() if val is not None) or "none")
-def test_every_listing_walks_an_index_without_scanning_the_table(gatewise_home, where):
+def test_every_listing_walks_an_index_without_scanning_the_table(home, where):
     from gatewise.registry import Registry
     from sqlalchemy.dialects import sqlite
 
-    Registry.open(gatewise_home).close()
+    Registry.open(home).close()
     sql = str(q.gate_query(where, 1001).compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
-    with sqlite3.connect(gatewise_home / "registry.db") as db:
+    with sqlite3.connect(home / "registry.db") as db:
         plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql)]
     reads = [step for step in plan if "gate_results" in step]
     # Each read is an index search (the listing indexes, or the primary key for the chosen rows);
@@ -249,11 +249,11 @@ def test_every_listing_walks_an_index_without_scanning_the_table(gatewise_home, 
     assert sum("B-TREE" in step for step in plan) <= (0 if where.passed is not None else 2), plan
 
 
-def test_an_older_registry_gets_the_new_indexes_when_opened_for_writing(gatewise_home):
+def test_an_older_registry_gets_the_new_indexes_when_opened_for_writing(home):
     from gatewise.registry import Registry
 
-    Registry.open(gatewise_home).close()
-    db = gatewise_home / "registry.db"
+    Registry.open(home).close()
+    db = home / "registry.db"
     with sqlite3.connect(db) as conn:
         conn.execute("DROP INDEX ix_gate_results_gate_time")
 
@@ -261,9 +261,9 @@ def test_an_older_registry_gets_the_new_indexes_when_opened_for_writing(gatewise
         with sqlite3.connect(db) as conn:
             return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
 
-    Registry.open(gatewise_home, create=False).close()
+    Registry.open(home, create=False).close()
     assert "ix_gate_results_gate_time" not in indexes()  # a read-only open changes nothing
-    Registry.open(gatewise_home).close()
+    Registry.open(home).close()
     assert "ix_gate_results_gate_time" in indexes()
 
 
