@@ -4,18 +4,16 @@ verification says about an entry signed by a key that was not valid when it was 
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import stat
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from test_registry_support import Backend, backend, populated  # noqa: F401  (backend is a fixture)
-
 from gatewise.errors import RegistryError
 from gatewise.registry import Registry
-from gatewise.registry.statements import GATE_RESULT, KEY_V2, WAIVER, pae, sha256_hex
+from gatewise.registry.statements import GATE_RESULT, KEY_V2, WAIVER, sha256_hex
+from test_registry_support import Backend, backend, forge_entry, populated  # noqa: F401  (backend is a fixture)
 
 KEY_V2_TYPE = "https://gatewise.dev/predicates/key/v2"
 ROTATION_TYPE = "https://gatewise.dev/predicates/key-rotation/v1"
@@ -29,21 +27,8 @@ def private_key(path) -> Ed25519PrivateKey:
 def forge(backend, registry, predicate_type, predicate, key, ref="arrests:v1", subject="0" * 64):
     """Append an entry behind the registry's back, correctly chained and signed by ``key``."""
     seq, prev = registry.head()
-    seq += 1
-    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    keyid = sha256_hex(public)
-    predicate = {"ledger": {"seq": seq, "prev": prev, "time": "2030-01-01T00:00:00.000000Z"}, **predicate}
-    stmt = {"_type": "https://in-toto.io/Statement/v1", "subject": [{"name": ref, "digest": {"sha256": subject}}],
-            "predicateType": predicate_type, "predicate": predicate}
-    body = json.dumps(stmt, sort_keys=True, separators=(",", ":")).encode()
-    sig = key.sign(pae("application/vnd.in-toto+json", body))
-    envelope = {"payloadType": "application/vnd.in-toto+json", "payload": base64.b64encode(body).decode(),
-                "signatures": [{"keyid": keyid, "sig": base64.b64encode(sig).decode()}]}
-    backend.sql("INSERT INTO ledger (seq, prev_digest, digest, predicate_type, subject_sha256, ref, keyid, created_at, "
-                "envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                seq, prev, sha256_hex(body), predicate_type, subject, ref, keyid, predicate["ledger"]["time"],
-                json.dumps(envelope))
-    return seq, keyid
+    _, keyid, _ = forge_entry(backend, seq + 1, prev, predicate_type, predicate, key, subject=subject, ref=ref)
+    return seq + 1, keyid
 
 
 def passing_verdict(version="arrests:v1"):
@@ -206,7 +191,7 @@ def test_a_changed_key_events_row_is_named(backend, tmp_path):
 
 def test_cli_keys_commands_never_print_private_keys(tmp_path, monkeypatch, capsys, caplog):
     from gatewise.cli import main
-    from test_registry_support import candidate, verdicts, EVIDENCE
+    from test_registry_support import EVIDENCE, candidate, verdicts
 
     home = tmp_path / "home"
     monkeypatch.setenv("GATEWISE_HOME", str(home))

@@ -6,14 +6,17 @@ schema, dropped afterwards); otherwise those tests skip and say why.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import sqlite3
 import uuid
 from pathlib import Path
 
 import pytest
-
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from gatewise.registry import Registry
+from gatewise.registry.statements import pae, sha256_hex
 from gatewise.types import Candidate, GateResult, PluginInfo, sha256_file
 
 POSTGRES_ENV = "GATEWISE_TEST_POSTGRES_URL"
@@ -133,3 +136,21 @@ def populated(backend: Backend, tmp_path: Path) -> tuple[Registry, dict[str, str
     registry.record_gate_results(child, verdicts(), EVIDENCE)
     registry.promote(child)
     return registry, {"parent": parent, "child": child, "errored": errored}
+
+
+def forge_entry(backend, seq, prev, predicate_type, predicate, key, subject="0" * 64, ref="arrests:v1"):
+    """Append a ledger entry behind the registry's back, chained at ``seq``/``prev`` and signed by ``key``."""
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    keyid = sha256_hex(public)
+    predicate = {"ledger": {"seq": seq, "prev": prev, "time": "2030-01-01T00:00:00.000000Z"}, **predicate}
+    stmt = {"_type": "https://in-toto.io/Statement/v1", "subject": [{"name": ref, "digest": {"sha256": subject}}],
+            "predicateType": predicate_type, "predicate": predicate}
+    body = json.dumps(stmt, sort_keys=True, separators=(",", ":")).encode()
+    sig = key.sign(pae("application/vnd.in-toto+json", body))
+    env = {"payloadType": "application/vnd.in-toto+json", "payload": base64.b64encode(body).decode(),
+           "signatures": [{"keyid": keyid, "sig": base64.b64encode(sig).decode()}]}
+    backend.sql("INSERT INTO ledger (seq, prev_digest, digest, predicate_type, subject_sha256, ref, keyid, created_at, "
+                "envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                seq, prev, sha256_hex(body), predicate_type, subject, ref, keyid, predicate["ledger"]["time"],
+                json.dumps(env))
+    return sha256_hex(body), keyid, public

@@ -8,9 +8,8 @@ import json
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from test_registry_support import backend, populated  # noqa: F401  (backend is a fixture)
-
-from gatewise.registry.statements import GATE_RESULT, KEY, pae, sha256_hex
+from gatewise.registry.statements import GATE_RESULT, KEY, sha256_hex
+from test_registry_support import backend, forge_entry, populated  # noqa: F401  (backend is a fixture)
 
 
 def _problems(registry) -> list[str]:
@@ -122,30 +121,13 @@ def test_swapped_entries_are_named(backend, tmp_path):
     assert any(p.startswith(f"entry {b} ") and f"signed seq is {a}" in p for p in problems)
 
 
-def _forge(backend, seq, prev, predicate_type, predicate, key, subject="0" * 64, ref="arrests:v1"):
-    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    keyid = sha256_hex(public)
-    predicate = {"ledger": {"seq": seq, "prev": prev, "time": "2030-01-01T00:00:00.000000Z"}, **predicate}
-    stmt = {"_type": "https://in-toto.io/Statement/v1", "subject": [{"name": ref, "digest": {"sha256": subject}}],
-            "predicateType": predicate_type, "predicate": predicate}
-    body = json.dumps(stmt, sort_keys=True, separators=(",", ":")).encode()
-    sig = key.sign(pae("application/vnd.in-toto+json", body))
-    env = {"payloadType": "application/vnd.in-toto+json", "payload": base64.b64encode(body).decode(),
-           "signatures": [{"keyid": keyid, "sig": base64.b64encode(sig).decode()}]}
-    backend.sql("INSERT INTO ledger (seq, prev_digest, digest, predicate_type, subject_sha256, ref, keyid, created_at, "
-                "envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                seq, prev, sha256_hex(body), predicate_type, subject, ref, keyid, predicate["ledger"]["time"],
-                json.dumps(env))
-    return sha256_hex(body), keyid, public
-
-
 def test_forged_entry_signed_by_an_outside_key_is_named(backend, tmp_path):
     registry, v = populated(backend, tmp_path)
     seq, digest = registry.head()
     attacker = Ed25519PrivateKey.generate()
     verdict = {"version": v["parent"], "model": "arrests", "run_id": "run-1", "gate": "fairness", "passed": True,
                "value": 0.1, "threshold": 0.25, "summary": "fine", "details": {}, "evidence": {}}
-    _forge(backend, seq + 1, digest, GATE_RESULT, verdict, attacker)
+    forge_entry(backend, seq + 1, digest, GATE_RESULT, verdict, attacker)
     problems = _problems(registry)
     assert any(p.startswith(f"entry {seq + 1} (gate-result arrests:v1 fairness): signature by key")
                and "cannot be verified with any key in the ledger" in p for p in problems)
@@ -157,12 +139,12 @@ def test_forged_key_entry_cannot_introduce_itself(backend, tmp_path):
     attacker = Ed25519PrivateKey.generate()
     public = attacker.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     keyid = sha256_hex(public)
-    key_digest, _, _ = _forge(backend, seq + 1, digest, KEY,
+    key_digest, _, _ = forge_entry(backend, seq + 1, digest, KEY,
                               {"keyid": keyid, "algorithm": "ed25519", "public_key": base64.b64encode(public).decode(),
                                "role": "pipeline", "introduced_by": keyid}, attacker, subject=keyid, ref=keyid)
     verdict = {"version": v["parent"], "model": "arrests", "run_id": "run-1", "gate": "fairness", "passed": True,
                "value": 0.1, "threshold": 0.25, "summary": "fine", "details": {}, "evidence": {}}
-    _forge(backend, seq + 2, key_digest, GATE_RESULT, verdict, attacker)
+    forge_entry(backend, seq + 2, key_digest, GATE_RESULT, verdict, attacker)
     problems = _problems(registry)
     assert any(p.startswith(f"entry {seq + 1} (key {keyid}): introduces key") for p in problems)
     assert any(p.startswith(f"entry {seq + 2} (gate-result arrests:v1 fairness): signed by key") for p in problems)
