@@ -18,7 +18,15 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BLOCKED = 0, 1, 2, 3
 
 # Command groups beyond `run` and `registry`: each module has
 # add_commands(top_level_subparsers, registry_subparsers) and imports its heavy work lazily.
-CLI_MODULES: tuple[str, ...] = ("gatewise.cli_queries", "gatewise.cli_decisions", "gatewise.cli_audit")
+CLI_MODULES: tuple[str, ...] = (
+    "gatewise.cli_queries",
+    "gatewise.cli_decisions",
+    "gatewise.cli_audit",
+    "gatewise.cli_deploy",
+    "gatewise.cli_serve",
+    "gatewise.cli_schedule",
+    "gatewise.cli_monitor",
+)
 
 
 def gatewise_home() -> Path:

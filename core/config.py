@@ -47,6 +47,28 @@ class RegistrySettings(_Strict):
     url: str | None = Field(None, description="SQLAlchemy URL of the registry; a SQLite file under the gatewise home when unset. GATEWISE_REGISTRY_URL overrides it.")
 
 
+class RunSettings(_Strict):
+    task_runner: str = Field("threads", description="Prefect task runner for the candidates' compressors and gates: 'threads' or 'dask'.")
+    address: str | None = Field(None, description="Address of an existing Dask scheduler (tcp://host:8786) for task_runner 'dask'; a local cluster when unset.")
+
+
+class DeploySettings(_Strict):
+    deployers: tuple[str, ...] = Field(("local",), description="Deployer plugins that receive each promoted version, by name.")
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Parameters per deployer name.")
+
+
+class ServeSettings(_Strict):
+    max_batch: int = Field(32, ge=1, description="Most rows the server scores in one micro-batch.")
+    max_wait_ms: float = Field(2.0, ge=0, description="Longest a request waits for others to join its micro-batch, in milliseconds.")
+    poll_s: float = Field(1.0, gt=0, description="How often the server checks the ledger head for a new promotion or rollback, in seconds.")
+    log_inputs: bool = Field(False, description="Sample request rows to a local Parquet window for `gatewise monitor --from-serving`.")
+
+
+class MonitorSettings(_Strict):
+    max_drifted_share: float | None = Field(None, ge=0, le=1, description="Drifted-column share that triggers a retrain; the drift gate's limit when unset.")
+    max_prediction_drift: float = Field(0.1, ge=0, description="Drift of the predicted-probability distribution that triggers a retrain.")
+
+
 class Settings(_Strict):
     data: DataSettings = Field(default_factory=DataSettings)
     split: SplitSettings = Field(default_factory=SplitSettings)
@@ -54,6 +76,10 @@ class Settings(_Strict):
     compress: CompressSettings = Field(default_factory=CompressSettings)
     gates: GatePolicy = Field(default_factory=GatePolicy)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    run: RunSettings = Field(default_factory=RunSettings)
+    deploy: DeploySettings = Field(default_factory=DeploySettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
     def digest(self) -> str:
         """sha256 of the canonical JSON of these settings, recorded with every run."""

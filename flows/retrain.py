@@ -62,7 +62,7 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
         lap("data")
         if not data_gate.passed:
             registry.record_run(run_id, model, settings.model_dump(mode="json"), settings.digest(),
-                                {"dataset": dataset.fingerprint}, steps.plugin_records(settings))
+                                {"dataset": dataset.fingerprint}, steps.plugin_records(settings), request.trigger)
             registry.record_data_rejection(run_id, model, data_gate)
             return RunOutcome(run_id, model, "data_rejected", data_gate=data_gate, settings_digest=settings.digest(), timings=timings)
 
@@ -70,7 +70,7 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
         current = load_current(request, dataset, split)
         fingerprints = steps.data_fingerprints(dataset, split, current)
         registry.record_run(run_id, model, settings.model_dump(mode="json"), settings.digest(), fingerprints,
-                            steps.plugin_records(settings))
+                            steps.plugin_records(settings), request.trigger)
         lap("data")
 
         trained = train_parent(settings, dataset, split)

@@ -40,6 +40,7 @@ class RunRequest:
     positive: str | None = None
     sensitive: tuple[str, ...] | None = None
     current_path: Path | None = None
+    trigger: dict[str, Any] | None = None  # what started the run (a deployment, a schedule, a monitoring entry); None: by hand
 
 
 @dataclass(frozen=True)

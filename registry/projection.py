@@ -304,7 +304,23 @@ def _rollback(p: dict[str, Any], common: dict[str, Any], enc: Any) -> Derived:
     return Derived(ref=version, rows={"rollbacks": row}, model=model, production=version)
 
 
+def _deployment(p: dict[str, Any], common: dict[str, Any], enc: Any) -> Derived:
+    # Ledger-only: deployments are read from their signed entries, not from a typed table.
+    _get(p, "model", str)
+    _get(p, "target", str)
+    _get(p, "outcome", str)
+    return Derived(ref=_get(p, "version", str))
+
+
+def _monitoring(p: dict[str, Any], common: dict[str, Any], enc: Any) -> Derived:
+    # Ledger-only, like deployments; ref is the model, since a pass may find no live version.
+    _get(p, "drifted", bool)
+    return Derived(ref=_get(p, "model", str))
+
+
 _BUILDERS = {
+    st.DEPLOYMENT: _deployment,
+    st.MONITORING: _monitoring,
     st.KEY: _key,
     st.RUN: _run,
     st.CANDIDATE: _candidate,

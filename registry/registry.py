@@ -178,6 +178,15 @@ class Registry:
             raise RegistryError("this registry was opened read-only")
         return self._key
 
+    def write(self) -> Any:
+        """The one write path, public: a locked write transaction yielding ``(conn, appender)``.
+
+        ``appender.append(subject_name, subject_sha256, predicate_type, predicate)`` signs with the
+        pipeline key; the head receipt is re-signed after commit. Used by the deployers' and the
+        monitor's entries (gatewise.registry.operations).
+        """
+        return self._write()
+
     @contextmanager
     def _write(self) -> Iterator[tuple[Connection, Appender]]:
         """One locked write transaction; driver errors become one RegistryError line."""
@@ -200,8 +209,11 @@ class Registry:
         settings_digest: str,
         data: dict[str, str],
         plugins: list[dict[str, Any]],
+        trigger: dict[str, Any] | None = None,
     ) -> str:
-        """Record the start of a run: its settings, data fingerprints and plugins. Returns the entry digest."""
+        """Record the start of a run: its settings, data fingerprints, plugins and what started it
+        (``trigger``: a deployment, a schedule or a monitoring entry; None for a run by hand).
+        Returns the entry digest."""
         subject = settings_digest if _hex64(settings_digest) else _sha256_text(str(settings_digest))
         with self._write() as (conn, appender):
             if conn.execute(select(_R.run_id).where(_R.run_id == run_id)).first():
@@ -217,6 +229,7 @@ class Registry:
                     "settings_digest": settings_digest,
                     "data": data,
                     "plugins": plugins,
+                    "trigger": trigger,
                 },
             )
         return digest

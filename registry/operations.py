@@ -1,0 +1,54 @@
+"""Signed entries of operations: a promoted version handed to a deployer, a monitoring pass.
+
+Both are ledger-only statements (no typed table): whoever needs them reads the signed entries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gatewise.errors import RegistryError
+from gatewise.registry import statements as st
+
+
+def record_deployment(
+    registry: Any,
+    version: str,
+    *,
+    target: str,
+    deployer: dict[str, Any],
+    outcome: str,
+    detail: dict[str, Any] | None = None,
+) -> tuple[int, str]:
+    """Sign one deployment of ``version``: its target, the deployer (name, version, distribution)
+    and the outcome ("deployed" or "failed", with ``detail``). Returns (seq, entry digest)."""
+    if outcome not in ("deployed", "failed"):
+        raise RegistryError(f"unknown deployment outcome '{outcome}' (known: deployed, failed)")
+    info = registry.version(version)
+    subject = info.sha256 or st.sha256_hex(version.encode())
+    with registry.write() as (_conn, appender):
+        return appender.append(
+            version,
+            subject,
+            st.DEPLOYMENT,
+            {
+                "version": version,
+                "model": info.model,
+                "target": target,
+                "deployer": deployer,
+                "outcome": outcome,
+                "detail": detail or {},
+            },
+        )
+
+
+def record_monitoring(registry: Any, model: str, *, version: str | None, drifted: bool, report: dict[str, Any]) -> tuple[int, str]:
+    """Sign one monitoring pass over ``model``'s production inputs. Returns (seq, entry digest)."""
+    subject = st.sha256_hex(st.canonical_json(st.jsonable(report), clean=True).encode())
+    with registry.write() as (_conn, appender):
+        return appender.append(
+            f"{model}/monitoring",
+            subject,
+            st.MONITORING,
+            {"model": model, "version": version, "drifted": bool(drifted), "report": report},
+        )
