@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gatewise.gate_names import MANDATORY_GATES
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -44,8 +46,15 @@ class LeakagePolicy(_Strict):
 
 
 class GatePolicy(_Strict):
-    accuracy_regression: AccuracyPolicy = Field(default_factory=AccuracyPolicy)
-    fairness: FairnessPolicy = Field(default_factory=FairnessPolicy)
-    robustness: RobustnessPolicy = Field(default_factory=RobustnessPolicy)
-    drift: DriftPolicy = Field(default_factory=DriftPolicy)
-    leakage: LeakagePolicy = Field(default_factory=LeakagePolicy)
+    """One section per mandatory gate, named and ordered as gatewise.gate_names lists them."""
+
+    accuracy_regression: AccuracyPolicy = Field(default_factory=AccuracyPolicy, description="Thresholds of the accuracy regression gate.")
+    fairness: FairnessPolicy = Field(default_factory=FairnessPolicy, description="Thresholds of the fairness gate.")
+    robustness: RobustnessPolicy = Field(default_factory=RobustnessPolicy, description="Perturbation and threshold of the robustness gate.")
+    drift: DriftPolicy = Field(default_factory=DriftPolicy, description="Threshold of the drift gate.")
+    leakage: LeakagePolicy = Field(default_factory=LeakagePolicy, description="Thresholds of the leakage gate.")
+
+
+# A section per gate, no more, no fewer: checked when gatewise loads, not when a run needs it.
+if tuple(GatePolicy.model_fields) != MANDATORY_GATES:  # pragma: no cover - a programming error
+    raise ImportError(f"[gates] sections {tuple(GatePolicy.model_fields)} do not match the mandatory gates {MANDATORY_GATES}")

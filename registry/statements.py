@@ -18,6 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gatewise.errors import RegistryError
+from gatewise.gate_names import MANDATORY_GATES  # noqa: F401 - re-exported: the five gates no promotion can skip
 
 try:  # parsing only: what is signed and stored is always written by the json module below
     from orjson import loads as parse_json
@@ -54,8 +55,6 @@ _SHORT = {t: t[len(PREDICATE_BASE):].rsplit("/", 1)[0] for t in PREDICATE_TYPES}
 
 GENESIS_PREV = "0" * 64
 
-# The five gates no promotion can skip, by name (the registry never imports gates).
-MANDATORY_GATES = ("accuracy_regression", "fairness", "robustness", "drift", "leakage")
 
 
 def short_type(predicate_type: str) -> str:
