@@ -56,7 +56,6 @@ _SHORT = {t: t[len(PREDICATE_BASE):].rsplit("/", 1)[0] for t in PREDICATE_TYPES}
 GENESIS_PREV = "0" * 64
 
 
-
 def short_type(predicate_type: str) -> str:
     """``https://gatewise.dev/predicates/gate-result/v1`` -> ``gate-result``."""
     short = _SHORT.get(predicate_type)
