@@ -7,7 +7,7 @@ exactly what ships: the same bytes, the same runtime, the same input contract.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gatewise.encoding import INPUT_NAME, METADATA_KEY, InputSpec
 from gatewise.errors import GatewiseError
@@ -39,6 +39,18 @@ def stamp_input_spec(path: Path, spec: InputSpec) -> None:
     onnx.save(model, str(path))
 
 
+def session_options(threads: int = 2) -> Any:
+    """The ONNX Runtime session options of every gatewise session: gates, re-score and server alike."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    # A spinning ORT pool starves torch in the same process (LIBRARY-NOTES: 50-80x slower).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
 class OnnxScorer:
     """An ONNX Runtime session plus the input contract read from the same file."""
 
@@ -47,12 +59,7 @@ class OnnxScorer:
 
         self.path = Path(path)
         self.spec = read_input_spec(self.path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        # A spinning ORT pool starves torch in the same process (LIBRARY-NOTES: 50-80x slower).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(self.path), session_options(threads), providers=["CPUExecutionProvider"])
 
     def predict_encoded(self, features: np.ndarray) -> np.ndarray:
         (scores,) = self.session.run(None, {INPUT_NAME: features})
