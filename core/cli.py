@@ -12,9 +12,7 @@ from typing import Any
 
 from gatewise import __version__
 from gatewise.cli_common import print_json, print_table
-from gatewise.errors import GatewiseError, UsageError
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BLOCKED = 0, 1, 2, 3
+from gatewise.errors import ExitCode, GatewiseError, UsageError
 
 # Command groups beyond `run` and `registry`: each module has
 # add_commands(top_level_subparsers, registry_subparsers) and imports its heavy work lazily.
@@ -33,13 +31,19 @@ def gatewise_home() -> Path:
     return Path(os.environ.get("GATEWISE_HOME") or ".gatewise")
 
 
+def exit_codes_text() -> str:
+    """The help epilog's exit codes, one per line, from the one enum (docs/cli.md has the same)."""
+    return "Exit codes:\n" + "\n".join(f"  {code.value:<3} {code.meaning}" for code in ExitCode)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gatewise import cli_registry
 
     parser = argparse.ArgumentParser(
         prog="gatewise",
         description="Governed model optimization: train, compress, gate, sign, register, promote.",
-        epilog="State lives in ./.gatewise (or $GATEWISE_HOME). Exit codes: 0 ok, 1 internal error, 2 bad input, 3 gates blocked promotion.",
+        epilog=f"State lives in ./.gatewise (or $GATEWISE_HOME).\n\n{exit_codes_text()}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"gatewise {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -86,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print_json(outcome_document(outcome))
     else:
         print_outcome(outcome)
-    return EXIT_OK if outcome.promoted else EXIT_BLOCKED
+    return ExitCode.OK if outcome.promoted else ExitCode.BLOCKED
 
 
 def outcome_document(outcome: Any) -> dict[str, Any]:
@@ -169,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
-        return EXIT_USAGE
+        return ExitCode.USAGE
     args.home = gatewise_home()
     try:
         return args.handler(args)
@@ -178,12 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("gatewise: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the last line of defence prints one line
         if os.environ.get("GATEWISE_DEBUG"):
             raise
         print(f"gatewise: internal error: {type(exc).__name__}: {exc} (set GATEWISE_DEBUG=1 for a traceback)", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
 
 
 if __name__ == "__main__":

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewise.cli_common import print_json, registry_options, registry_url
-
-VERIFY_FAILED = 4  # the exit code of `gatewise registry verify` when it finds a problem
+from gatewise.errors import ExitCode
 
 
 def add_commands(subparsers: Any, registry_subparsers: Any) -> None:
@@ -52,7 +51,7 @@ def add_commands(subparsers: Any, registry_subparsers: Any) -> None:
         help="check a bundle: chain, signatures, key lifecycle, head receipt, manifest",
         description="Check an audit bundle written by `gatewise registry export --bundle`: the hash chain, every signature "
         "with the key valid at its entry, the key lifecycle, promotions and human decisions, the head receipt and the "
-        f"manifest's digests. Exit 0 when all agree, {VERIFY_FAILED} with one line per problem.",
+        f"manifest's digests. Exit 0 when all agree, {ExitCode.VERIFY_FAILED:d} with one line per problem.",
     )
     verify.add_argument("bundle", type=Path, metavar="DIR", help="the bundle directory")
     verify.add_argument("--trusted-key", action="append", default=[], metavar="KEYID",
@@ -70,14 +69,14 @@ def _export(args: argparse.Namespace) -> int:
     summary = export_registry(Path(args.home), registry_url(args), args.bundle)
     if args.json:
         print_json(summary.to_dict())
-        return 0
+        return ExitCode.OK
     receipt = summary.receipt
     print(
         f"exported {summary.entries} entries (head {summary.head[0]} {summary.head[1]}), {summary.keys} key(s) and the head "
         f"receipt (head {receipt['seq']}) to {summary.directory} in {summary.seconds:.2f} s"
     )
     print(f"check it anywhere with: gatewise audit verify {summary.directory}")
-    return 0
+    return ExitCode.OK
 
 
 def _head(args: argparse.Namespace) -> int:
@@ -93,11 +92,11 @@ def _head(args: argparse.Namespace) -> int:
         raise RegistryError(f"head receipt {path} cannot be read ({exc}): run `gatewise registry verify`") from None
     if args.json:
         print_json({**receipt.to_dict(), "receipt": json.loads(receipt.text)})
-        return 0
+        return ExitCode.OK
     print(receipt.text)  # exactly the file: `gatewise registry head > head-<date>.json` keeps a copy
     print(f"head {receipt.seq} {receipt.digest} at {receipt.time}, signed by key {receipt.keyid[:16]}: "
           "keep a copy off this machine", file=sys.stderr)
-    return 0
+    return ExitCode.OK
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
@@ -106,7 +105,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
     report = verify_bundle(args.bundle, trusted_keys=args.trusted_key, receipts=args.receipt, workers=args.workers)
     if args.json:
         print_json(report.to_dict())
-        return 0 if report.ok else VERIFY_FAILED
+        return ExitCode.OK if report.ok else ExitCode.VERIFY_FAILED
     for problem in report.problems:
         print(str(problem))
     head = f"head {report.head[0]} {report.head[1]}" if report.head else "no entries"
@@ -116,4 +115,4 @@ def _audit_verify(args: argparse.Namespace) -> int:
         f"{verdict}: {report.entries_checked} entries checked in {report.seconds:.2f} s; {head}; "
         f"receipts at {receipts}; keys {', '.join(k[:16] for k in report.keys) or '-'}"
     )
-    return 0 if report.ok else VERIFY_FAILED
+    return ExitCode.OK if report.ok else ExitCode.VERIFY_FAILED

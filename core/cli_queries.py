@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewise.cli_common import fmt_num, print_json, print_table
-from gatewise.errors import UsageError
+from gatewise.errors import ExitCode, UsageError
 
 DEFAULT_LIMIT = 1000  # the same as gatewise.registry.queries.DEFAULT_LIMIT, without importing it
 
@@ -90,7 +90,7 @@ def _gates(args: argparse.Namespace) -> int:
             _print_records(records)
         else:
             print("no gate results match")
-    return 0
+    return ExitCode.OK
 
 
 def _export_csv(target: Path, records: Any, q: Any) -> int:

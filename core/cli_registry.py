@@ -16,8 +16,7 @@ from gatewise.cli_common import (
     registry_options,
 )
 from gatewise.cli_queries import print_lineage
-
-VERIFY_FAILED = 4  # exit code when verification finds a problem
+from gatewise.errors import ExitCode
 
 
 def add_commands(subparsers: Any) -> Any:
@@ -44,7 +43,7 @@ def add_commands(subparsers: Any) -> Any:
         "verify",
         help="check the chain, every signature, every table row and every artifact",
         description="Check the hash chain, every signature, every projection row against its signed entry, "
-        f"and every stored artifact's bytes. Exit 0 when all agree, {VERIFY_FAILED} naming each problem.",
+        f"and every stored artifact's bytes. Exit 0 when all agree, {ExitCode.VERIFY_FAILED:d} naming each problem.",
     )
     verify.add_argument("--trusted-key", action="append", default=[], metavar="KEYID",
                         help="fail unless the ledger's first key is this key id (repeatable)")
@@ -141,7 +140,7 @@ def _verify(args: argparse.Namespace) -> int:
             f"{report.artifacts_checked} artifacts checked in {report.seconds:.2f} s; {head}; "
             f"keys {', '.join(k[:16] for k in report.keys) or '-'}"
         )
-    return 0 if report.ok else VERIFY_FAILED
+    return 0 if report.ok else ExitCode.VERIFY_FAILED
 
 
 def _version_json(v: Any) -> dict[str, Any]:

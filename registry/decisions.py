@@ -17,28 +17,24 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
 
-from gatewise.errors import RegistryError, UsageError
+from gatewise.errors import ExitCode, RegistryError, UsageError
 from gatewise.registry import statements as st
 from gatewise.registry.keyring import load_approver_key
-from gatewise.registry.keys import keyid_of
-from gatewise.registry.schema import KeyRow, LedgerEntry, ModelRow, PromotionRow, RollbackRow, VersionRow
+from gatewise.registry.signed import PROMOTIONS, SignedLedger, gate_order
+from gatewise.registry.schema import LedgerEntry, ModelRow
 from gatewise.registry.statements import MANDATORY_GATES
 
 PRODUCTION = "production"
 
 _L = LedgerEntry.__table__.c
-_K = KeyRow.__table__.c
 _M = ModelRow.__table__.c
-_P = PromotionRow.__table__.c
-_RB = RollbackRow.__table__.c
-_V = VersionRow.__table__.c
 
 
 class PromotionBlocked(RegistryError):
     """A gate result blocks the promotion (a failure nobody waived, or a missing result): exit 3,
     the same code as a pipeline run whose gates blocked every candidate."""
 
-    exit_code = 3
+    exit_code = ExitCode.BLOCKED
 
 
 @dataclass(frozen=True)
@@ -71,21 +67,10 @@ class Decision:
         }
 
 
-class _Result(NamedTuple):
-    seq: int
-    digest: str
-    passed: bool
-
-
 def _reason(reason: str | None) -> str:
     if not reason or not reason.strip():
         raise UsageError("a human decision needs a --reason")
     return reason.strip()
-
-
-def _gate_order(gates: Iterable[str]) -> list[str]:
-    gates = set(gates)
-    return [g for g in MANDATORY_GATES if g in gates] + sorted(gates - set(MANDATORY_GATES))
 
 
 # -- writes ----------------------------------------------------------------------------------------
@@ -109,19 +94,20 @@ def approve_promotion(
     reason = _reason(reason)
     waive = tuple(dict.fromkeys(waive))
     with registry._write() as (conn, appender):
-        row = registry._version_row(conn, version)
+        ledger = SignedLedger(conn)
+        row = registry._version_row(conn, version, ledger)
         if row.status != "ok":
             raise RegistryError(f"cannot promote {version}: the candidate errored ({row.error})")
         key = load_approver_key(registry, conn, approver, key_file)
-        latest = latest_results(conn, version)
+        latest = ledger.latest_results(version)
         for gate in waive:
             if gate not in latest:
-                known = ", ".join(_gate_order(latest)) or "none"
+                known = ", ".join(gate_order(latest)) or "none"
                 raise RegistryError(f"cannot waive {gate} for {version}: it has no recorded result (gates with results: {known})")
             if latest[gate].passed:
                 raise RegistryError(f"cannot waive {gate} for {version}: its latest result (entry {latest[gate].seq}) passed; only a failed gate can be waived")
         missing = [gate for gate in MANDATORY_GATES if gate not in latest]
-        unwaived = [f"{gate} (entry {latest[gate].seq})" for gate in _gate_order(latest) if not latest[gate].passed and gate not in waive]
+        unwaived = [f"{gate} (entry {latest[gate].seq})" for gate in gate_order(latest) if not latest[gate].passed and gate not in waive]
         problems = []
         if missing:
             problems.append(f"no recorded result for {', '.join(missing)} (a waiver overrides a failed result, never a missing one)")
@@ -129,13 +115,13 @@ def approve_promotion(
             problems.append(f"failed {', '.join(unwaived)} and not waived (--waive GATE)")
         if problems:
             raise PromotionBlocked(f"cannot promote {version}: {'; '.join(problems)}")
-        current = conn.execute(select(_M.production_version).where(_M.name == row.model)).scalar()
+        current = _live(ledger, row.model)
         if current == version:
             raise RegistryError(f"{version} is already the production version of {row.model}")
         approver_ref = {"name": approver, "keyid": key.keyid}
         waiver_ref = None
         if waive:
-            gates = [{"gate": gate, "seq": latest[gate].seq, "digest": latest[gate].digest} for gate in _gate_order(waive)]
+            gates = [{"gate": gate, "seq": latest[gate].seq, "digest": latest[gate].digest} for gate in gate_order(waive)]
             wseq, wdigest = appender.append(
                 version,
                 row.sha256,
@@ -152,7 +138,7 @@ def approve_promotion(
                 "passed": latest[gate].passed,
                 "waiver": waiver_ref if gate in waive else None,
             }
-            for gate in _gate_order(latest)
+            for gate in gate_order(latest)
         ]
         seq, digest = appender.append(
             version,
@@ -171,7 +157,7 @@ def approve_promotion(
             key=key,
         )
     return Decision(
-        "promotion", row.model, version, current, seq, digest, key.keyid, approver, tuple(_gate_order(waive)),
+        "promotion", row.model, version, current, seq, digest, key.keyid, approver, tuple(gate_order(waive)),
         waiver_ref["seq"] if waiver_ref else None, waiver_ref["digest"] if waiver_ref else None,
     )
 
@@ -192,29 +178,26 @@ def rollback(
     if key_file is not None and approver is None:
         raise UsageError("--key-file names an approver's key: give --approver too")
     with registry._write() as (conn, appender):
-        models = list(conn.execute(select(_M.name, _M.production_version).order_by(_M.name)))
-        current = next((m.production_version for m in models if m.name == model), "unknown")
-        if current == "unknown":
-            raise RegistryError(f"unknown model '{model}' (known: {', '.join(m.name for m in models) or 'none'})")
-        if current is None:
+        ledger = SignedLedger(conn)
+        moves = ledger.moves(model)
+        if not moves:
+            models = list(conn.execute(select(_M.name).order_by(_M.name)).scalars())
+            if model not in models:
+                raise RegistryError(f"unknown model '{model}' (known: {', '.join(models) or 'none'})")
             raise RegistryError(f"model {model} has no production version to roll back")
+        current = moves[-1].predicate["version"]
         if to is None:
-            to = _previous_production(conn, model, current)
-        row = registry._version_row(conn, to)
+            to = _previous_production(moves, model, current)
+        row = registry._version_row(conn, to, ledger)
         if row.model != model:
             raise RegistryError(f"{to} is a version of model {row.model}, not {model}")
         if to == current:
             raise RegistryError(f"{to} is already the production version of {model}")
         if row.status != "ok":
             raise RegistryError(f"cannot roll back to {to}: the candidate errored ({row.error})")
-        promotion = conn.execute(
-            select(_P.entry_seq, _P.entry_digest).where(_P.version == to).order_by(_P.entry_seq.desc()).limit(1)
-        ).first()
+        promotion = next((m for m in reversed(moves) if m.predicate_type in PROMOTIONS and m.predicate.get("version") == to), None)
         if promotion is None:
             raise RegistryError(f"cannot roll back to {to}: it was never promoted (a rollback only restores a version that passed promotion)")
-        restored = _checked_entry(conn, int(promotion.entry_seq), _public_keys(conn))
-        if restored[0] not in (st.PROMOTION, st.PROMOTION_V2) or restored[1].get("version") != to:
-            raise RegistryError(f"ledger entry {promotion.entry_seq} is not a promotion of {to}; run `gatewise registry verify`")
         key = load_approver_key(registry, conn, approver, key_file) if approver is not None else None
         seq, digest = appender.append(
             to,
@@ -227,7 +210,7 @@ def rollback(
                 "previous_version": current,
                 "reason": reason,
                 "approver": {"name": approver, "keyid": key.keyid} if key else None,
-                "restores": {"seq": int(promotion.entry_seq), "digest": promotion.entry_digest},
+                "restores": {"seq": promotion.seq, "digest": promotion.digest},
             },
             key=key,
         )
@@ -235,13 +218,13 @@ def rollback(
     return Decision("rollback", model, to, current, seq, digest, signer, approver)
 
 
-def production_stack(conn: Connection, model: str) -> list[str]:
-    """The model's production versions as a stack: a promotion pushes, a rollback pops back to its target."""
-    moves = [(int(r.entry_seq), "promotion", r.version) for r in conn.execute(select(_P.entry_seq, _P.version).where(_P.model == model))]
-    moves += [(int(r.entry_seq), "rollback", r.version) for r in conn.execute(select(_RB.entry_seq, _RB.version).where(_RB.model == model))]
+def production_stack(moves: list[Any]) -> list[str]:
+    """A model's production versions as a stack, from its signed promotions and rollbacks in order:
+    a promotion pushes, a rollback pops back to its target."""
     stack: list[str] = []
-    for _, kind, version in sorted(moves):
-        if kind == "rollback" and version in stack:
+    for move in moves:
+        version = move.predicate.get("version")
+        if move.predicate_type == st.ROLLBACK and version in stack:
             while stack[-1] != version:
                 stack.pop()
         else:
@@ -249,56 +232,34 @@ def production_stack(conn: Connection, model: str) -> list[str]:
     return stack
 
 
-def _previous_production(conn: Connection, model: str, current: str) -> str:
-    earlier = [version for version in production_stack(conn, model)[:-1] if version != current]
+def _previous_production(moves: list[Any], model: str, current: str) -> str:
+    earlier = [version for version in production_stack(moves)[:-1] if version != current]
     if not earlier:
         raise RegistryError(f"model {model} has no earlier production version to roll back to (production: {current})")
     return earlier[-1]
 
 
-# -- reading the ledger itself (the projections are not trusted for decisions) ---------------------
+def _live(ledger: SignedLedger, model: str) -> str | None:
+    move = ledger.production(model)
+    return move.predicate.get("version") if move is not None else None
 
 
-def _public_keys(conn: Connection) -> dict[str, bytes]:
-    keys = {}
-    for row in conn.execute(select(_K.keyid, _K.public_key)):
-        try:
-            keys[row.keyid] = base64.b64decode(row.public_key)
-        except ValueError:
-            continue
-    return keys
+# -- kept for gatewise.registry.operations: checked reads, now through the signed keyring ---------
 
 
-def _checked_entry(conn: Connection, seq: int, keys: dict[str, bytes], entry: Any = None) -> tuple[str, dict[str, Any]]:
-    """(predicate type, predicate) of a ledger entry whose digest and signature check out, else RegistryError."""
+def _public_keys(conn: Connection) -> SignedLedger:
+    """The ledger's signed key set (an opaque handle for ``_checked_entry``)."""
+    return SignedLedger(conn)
+
+
+def _checked_entry(conn: Connection, seq: int, keys: SignedLedger, entry: Any = None) -> tuple[str, dict[str, Any]]:
+    """(predicate type, predicate) of a ledger entry whose digest, position and signer check out, else RegistryError."""
     if entry is None:
-        entry = conn.execute(select(_L.seq, _L.digest, _L.envelope).where(_L.seq == seq)).first()
+        entry = conn.execute(select(_L.seq, _L.digest, _L.keyid, _L.envelope).where(_L.seq == seq)).first()
         if entry is None:
             raise RegistryError(f"ledger entry {seq} is missing; run `gatewise registry verify`")
-    try:
-        body, keyid, signature = st.open_envelope(entry.envelope)
-        public = keys.get(keyid, b"")
-        if st.sha256_hex(body) != entry.digest or keyid_of(public) != keyid or not st.signature_valid(public, body, signature):
-            raise ValueError("does not verify")
-        stmt = json.loads(body)
-        return stmt["predicateType"], stmt["predicate"]
-    except (st.EnvelopeError, ValueError, KeyError, TypeError):
-        raise RegistryError(f"ledger entry {entry.seq} does not verify; run `gatewise registry verify`") from None
-
-
-def latest_results(conn: Connection, version: str) -> dict[str, _Result]:
-    """The latest signed result of every gate recorded for ``version``, read and checked from the ledger."""
-    keys = _public_keys(conn)
-    latest: dict[str, _Result] = {}
-    entries = conn.execute(
-        select(_L.seq, _L.digest, _L.envelope).where(_L.ref == version, _L.predicate_type == st.GATE_RESULT).order_by(_L.seq)
-    )
-    for entry in entries:
-        _, predicate = _checked_entry(conn, int(entry.seq), keys, entry)
-        if predicate.get("version") != version or not isinstance(predicate.get("gate"), str):
-            raise RegistryError(f"ledger entry {entry.seq} is not a gate result of {version}; run `gatewise registry verify`")
-        latest[predicate["gate"]] = _Result(int(entry.seq), entry.digest, predicate.get("passed") is True)
-    return latest
+    checked = keys.check(entry)
+    return checked.predicate_type, checked.predicate
 
 
 # -- verification, in ledger order -----------------------------------------------------------------
