@@ -8,22 +8,23 @@ from pathlib import Path
 from typing import Any
 
 
+URL_HELP = "registry database URL (default: $GATEWISE_REGISTRY_URL, else [registry] url in ./gatewise.toml, else <home>/registry.db)"
+
+
 def registry_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    parser.add_argument("--url", default=None,
-                        help="registry database URL (default: $GATEWISE_REGISTRY_URL, [registry] url in ./gatewise.toml, "
-                        "else <home>/registry.db)")
+    url_option(parser)
+
+
+def url_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=None, help=URL_HELP)
 
 
 def registry_url(args: argparse.Namespace) -> str | None:
-    """--url, else ``[registry] url`` of ./gatewise.toml (the environment variable is read later)."""
-    if args.url:
-        return args.url
-    if not Path("gatewise.toml").exists():
-        return None
-    from gatewise.config import load_settings
+    """The registry URL of a command: gatewise.config.resolve_registry_url with its --url flag."""
+    from gatewise.config import resolve_registry_url
 
-    return load_settings(None).registry.url
+    return resolve_registry_url(args.url)
 
 
 def open_registry(args: argparse.Namespace, *, write: bool = False) -> Any:

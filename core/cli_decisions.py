@@ -16,6 +16,7 @@ from gatewise.cli_common import (
     print_json,
     print_table,
     registry_options,
+    registry_url,
 )
 from gatewise.errors import UsageError
 
@@ -127,7 +128,7 @@ def _keys_init(args: argparse.Namespace) -> int:
     if args.approver is None:
         if args.key_file is not None:
             raise UsageError("--key-file is for an approver's key: give --approver NAME (the pipeline key is <home>/keys/pipeline.ed25519)")
-        with Registry.open(Path(args.home), args.url) as registry:
+        with Registry.open(Path(args.home), registry_url(args)) as registry:
             key = registry._signing_key()
             state = next(s for s in registry.keys() if s.keyid == key.keyid)
         if args.json:

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from gatewise.cli_common import fmt_num, print_json, print_table
+from gatewise.cli_common import fmt_num, open_registry, print_json, print_table, url_option
 from gatewise.errors import ExitCode, UsageError
 
 DEFAULT_LIMIT = 1000  # the same as gatewise.registry.queries.DEFAULT_LIMIT, without importing it
@@ -37,8 +37,7 @@ def add_commands(subparsers: Any, registry_subparsers: Any) -> None:
     output.add_argument("--json", action="store_true", help="print one JSON document (a list of results)")
     output.add_argument("--format", choices=("table", "json", "csv"), default=None, help="output format (default: table)")
     output.add_argument("--csv", type=Path, metavar="FILE", help="write the results as CSV to FILE")
-    gates.add_argument("--url", default=None,
-                       help="registry database URL (default: $GATEWISE_REGISTRY_URL, else <home>/registry.db)")
+    url_option(gates)
     gates.set_defaults(handler=_gates)
 
 
@@ -53,7 +52,6 @@ def _limit(text: str) -> int:
 
 
 def _gates(args: argparse.Namespace) -> int:
-    from gatewise.registry import Registry
     from gatewise.registry import queries as q
 
     where = q.GateFilter(
@@ -66,7 +64,7 @@ def _gates(args: argparse.Namespace) -> int:
     fmt = "csv" if args.csv else ("json" if args.json else (args.format or "table"))
     # An export to a file is complete unless a limit is asked for; a listing is bounded.
     limit = args.limit if args.limit is not None else (0 if args.csv else DEFAULT_LIMIT)
-    with Registry.open(Path(args.home), args.url, create=False) as registry:
+    with open_registry(args) as registry:
         q.check_filter(registry, where)  # a bad filter fails before anything is written
         if limit == 0:
             records: Any = q.iter_gate_results(registry, where)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ class CompressSettings(_Strict):
 
 
 class RegistrySettings(_Strict):
-    url: str | None = Field(None, description="SQLAlchemy URL of the registry; a SQLite file under the gatewise home when unset. GATEWISE_REGISTRY_URL overrides it.")
+    url: str | None = Field(None, description="SQLAlchemy URL of the registry; a SQLite file under the gatewise home when unset. The --url flag and then $GATEWISE_REGISTRY_URL override it (resolve_registry_url).")
 
 
 class RunSettings(_Strict):
@@ -120,3 +121,25 @@ def load_settings(path: Path | None) -> Settings:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
     return parse_settings(raw, origin=str(path))
+
+
+REGISTRY_URL_ENV = "GATEWISE_REGISTRY_URL"
+
+
+def resolve_registry_url(flag: str | None = None, settings: Settings | None = None, config: Path | None = None) -> str | None:
+    """Which registry a command opens; every command asks here, so all follow one order.
+
+    The ``--url`` flag, then ``$GATEWISE_REGISTRY_URL``, then ``[registry] url`` of gatewise.toml
+    (``settings`` when the caller has them, else read from ``config`` or ./gatewise.toml, and only
+    when the two before are unset, so a broken gatewise.toml does not stop a command given --url).
+    None means the SQLite file in the gatewise home, ``<home>/registry.db``, which
+    ``Registry.open(home, None)`` opens. An empty flag or variable counts as unset.
+    """
+    if flag:
+        return flag
+    env = os.environ.get(REGISTRY_URL_ENV)
+    if env:
+        return env
+    if settings is None:
+        settings = load_settings(config)
+    return settings.registry.url

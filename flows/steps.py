@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gatewise.config import Settings
+from gatewise.config import Settings, resolve_registry_url
 from gatewise.data import build_dataset, fingerprint, label_vector, read_table
 from gatewise.errors import GatewiseError, UsageError
 from gatewise.plugin_manager import load_plugins
@@ -112,7 +112,7 @@ def preflight(request: RunRequest) -> Dataset:
         read_current(Path(current), dataset)
     from gatewise.registry.database import probe
 
-    probe(request.home, settings.registry.url)  # an unreachable or corrupt registry stops us here
+    probe(request.home, resolve_registry_url(settings=settings))  # an unreachable or corrupt registry stops us here
     return dataset
 
 
@@ -287,4 +287,4 @@ def plugin_records(settings: Settings) -> list[dict[str, str]]:
 def open_registry(settings: Settings, home: Path) -> Registry:
     from gatewise.registry import Registry
 
-    return Registry.open(home, settings.registry.url)
+    return Registry.open(home, resolve_registry_url(settings=settings))
