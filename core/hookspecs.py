@@ -5,7 +5,7 @@ group ``gatewise``; gatewise's own components register through these same hooks.
 returns a list of components; configuration picks one by its ``name``. A component name may be
 provided once: two plugins offering the same name is an error at load time, naming both.
 
-A trainer or compressor may also define ``check_params(params) -> None``, raising
+A trainer, compressor or deployer may also define ``check_params(params) -> None``, raising
 ``gatewise.errors.UsageError`` for an unknown or bad parameter: gatewise calls it before the run
 starts, so a typo in gatewise.toml stops the run with one line instead of becoming an errored
 candidate.
@@ -17,7 +17,7 @@ What happens when a *component* raises later depends on its role and is said on 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -81,6 +81,54 @@ class Compressor(Protocol):
         """
 
 
+@dataclass(frozen=True)
+class SignedEntry:
+    """One ledger entry exactly as stored: its position, digest, type and DSSE envelope text."""
+
+    seq: int
+    digest: str  # sha256 of the envelope's payload
+    predicate_type: str
+    envelope: str  # the DSSE envelope JSON, byte for byte as the ledger holds it
+
+
+@dataclass(frozen=True)
+class Release:
+    """A promoted version as deployers receive it; gatewise checked everything here before the call.
+
+    ``sha256`` is the one the signed candidate entry names, and ``artifact`` holds those bytes
+    (read-only: copy them, never move or edit them). ``entries`` are the signed entries that make
+    the version live, in ledger order: the key entries, the candidate entry, the gate results and
+    waivers the promotion cites, the promotion and, if the version is live through a rollback,
+    that rollback. ``public_keys`` maps each key id in them to its raw Ed25519 key, base64.
+    """
+
+    model: str
+    version: str
+    sha256: str
+    artifact: Path
+    size_bytes: int
+    input_contract: dict[str, Any]  # the InputSpec stamped into the ONNX metadata, as JSON
+    entries: tuple[SignedEntry, ...]
+    public_keys: dict[str, str]
+    registry: str  # where the registry lives (URL with any password hidden), for messages
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What a deployer reports: where the version went, and facts worth signing (JSON-ready)."""
+
+    target: str  # a stable name of the destination: "local", a folder, a device group, a URL
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Deployer(Protocol):
+    name: str
+
+    def deploy(self, release: Release, params: dict[str, Any]) -> Deployed:
+        """Hand ``release`` to the target; return where it went. Raise on any failure."""
+
+
 class GatewiseSpecs:
     @hookspec
     def gatewise_data_sources(self) -> list[DataSource]:
@@ -109,4 +157,18 @@ class GatewiseSpecs:
         ``[compress] compressors`` runs on the exported parent. Producers are isolated: when
         ``compress`` raises or writes a model that ONNX Runtime cannot run with the parent's
         input, that candidate is recorded as ``errored`` with the error, and the run goes on.
+        """
+
+    @hookspec
+    def gatewise_deployers(self) -> list[Deployer]:
+        """Return the deployers this plugin provides.
+
+        Called once when the plugin manager is built; every result is collected. After a run
+        promotes a version (and on `gatewise deploy VERSION --target NAME`), each name in
+        ``[deploy] deployers`` gets a ``Release`` and ``[deploy.params.NAME]``, in the order
+        listed; a deployer that defines ``check_params`` has it called before the run starts.
+        ``deploy`` must return a ``Deployed``. Every call becomes a signed deployment entry with
+        the deployer's name, version and distribution. When ``deploy`` raises (or returns
+        something else), the deployment is recorded as ``failed`` with the error, the next
+        deployer still runs, and the promotion stands: a deployer never undoes a promotion.
         """

@@ -20,12 +20,14 @@ BUILTIN_PLUGINS = (
     "gatewise.plugins.data_sources",
     "gatewise.plugins.mlp_trainer",
     "gatewise.plugins.quantization",
+    "gatewise.plugins.deployers",
 )
 
 KINDS = {
     "data_source": "gatewise_data_sources",
     "trainer": "gatewise_trainers",
     "compressor": "gatewise_compressors",
+    "deployer": "gatewise_deployers",
 }
 
 

@@ -1,0 +1,247 @@
+"""The deployment stage: deployers get the live version, each outcome is signed, bundles verify offline.
+
+A real registry (SQLite file) holds a small real ONNX model with its input contract, gated and
+promoted; deployers run through the plugin manager, and `gatewise deploy` runs as a command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gatewise.errors import UsageError
+from gatewise.flows.deploy import check_deployers, deploy_version
+from gatewise.hookspecs import Deployed, hookimpl
+from gatewise.plugin_manager import Plugins, build_plugin_manager
+from gatewise.registry import Registry
+from gatewise.registry import statements as st
+from gatewise.types import Candidate, GateResult, PluginInfo, sha256_file
+
+GATES = ("accuracy_regression", "fairness", "robustness", "drift", "leakage")
+PLUGIN = PluginInfo(name="torch_onnx_export", version="0", distribution="gatewise", code_sha256="c" * 64)
+EVIDENCE = {"policy_digest": "d" * 64, "data": {"train": "1" * 64}, "champion_version": None}
+
+
+def tiny_onnx(path: Path, weight: float) -> Path:
+    """A real two-feature logistic model in ONNX, with the input contract stamped in its metadata."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from gatewise.encoding import InputSpec
+    from gatewise.scoring import stamp_input_spec
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [2, 1], [weight, -0.5])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["features", "w"], ["logit"]), helper.make_node("Sigmoid", ["logit"], ["p"]),
+         helper.make_node("Flatten", ["p"], ["prob_positive"], axis=0)],
+        "tiny", [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 2])],
+        [helper.make_tensor_value_info("prob_positive", TensorProto.FLOAT, None)], [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    stamp_input_spec(path, InputSpec(numeric=("age",), numeric_fill=(30.0,), categorical=(("sex", ("Female", "Male")),)))
+    return path
+
+
+def register(registry: Registry, tmp: Path, run: str, weight: float, failing: str | None = None) -> str:
+    path = tiny_onnx(tmp / run / "model.onnx", weight)
+    registry.record_run(run, "arrests", {}, "a" * 64, {"dataset": "e" * 64}, [])
+    version = registry.register_candidate(run, "arrests", Candidate(
+        name="parent", plugin=PLUGIN, status="ok", onnx_path=path, sha256=sha256_file(path), size_bytes=path.stat().st_size))
+    registry.record_gate_results(version, [
+        GateResult(gate=g, passed=g != failing, value=0.9, threshold=0.8, summary=f"{g} measured", details={})
+        for g in GATES], EVIDENCE)
+    return version
+
+
+@pytest.fixture
+def promoted(tmp_path, monkeypatch):
+    """A registry whose model has one promoted, gate-passed version; returns (home, registry, version)."""
+    monkeypatch.delenv("GATEWISE_REGISTRY_URL", raising=False)
+    home = tmp_path / "home"
+    registry = Registry.open(home)
+    version = register(registry, tmp_path / "in", "run-1", 0.8)
+    registry.promote(version)
+    yield home, registry, version
+    registry.close()
+
+
+def builtins(*extra: object) -> Plugins:
+    manager = build_plugin_manager(load_entrypoints=False)
+    for number, plugin in enumerate(extra):
+        manager.register(plugin, name=f"test-plugin-{number}")
+    return Plugins(manager)
+
+
+def deployments(home: Path) -> list[dict]:
+    """The predicates of every deployment entry, read from the SQLite file as an auditor would."""
+    with sqlite3.connect(home / "registry.db") as conn:
+        envelopes = [row[0] for row in conn.execute(
+            "SELECT envelope FROM ledger WHERE predicate_type = ? ORDER BY seq", (st.DEPLOYMENT,))]
+    return [json.loads(st.open_envelope(envelope)[0])["predicate"] for envelope in envelopes]
+
+
+def gatewise(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GATEWISE_HOME": str(home)}
+    env.pop("GATEWISE_REGISTRY_URL", None)
+    return subprocess.run([sys.executable, "-m", "gatewise.cli", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def bundle(promoted, tmp_path):
+    """A bundle of the promoted version written by the `bundle` deployer; returns its folder."""
+    home, registry, version = promoted
+    (outcome,) = deploy_version(registry, version, ["bundle"], {"bundle": {"dir": str(tmp_path / "out")}}, builtins())
+    assert outcome.deployed, outcome.detail
+    return Path(outcome.target)
+
+
+# -- deployers run, and each outcome is a signed entry ---------------------------------------------
+
+
+def test_local_and_bundle_deploy_the_live_version_and_sign_each_outcome(promoted, tmp_path):
+    home, registry, version = promoted
+    outcomes = deploy_version(registry, version, ["local", "bundle"], {"bundle": {"dir": str(tmp_path / "out")}}, builtins())
+    assert [(o.deployer, o.outcome) for o in outcomes] == [("local", "deployed"), ("bundle", "deployed")]
+    assert outcomes[1].target == str((tmp_path / "out" / "arrests-v1").absolute())
+    signed = deployments(home)
+    assert [(d["deployer"]["name"], d["outcome"], d["version"]) for d in signed] == [
+        ("local", "deployed", version), ("bundle", "deployed", version)]
+    assert signed[0]["deployer"]["distribution"] == "gatewise" and signed[0]["target"] == "local"
+    assert registry.verify(check_artifacts=True).ok
+
+
+def test_bundle_holds_model_contract_entries_keys_and_manifest(bundle, promoted):
+    _, registry, version = promoted
+    names = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
+    kinds = sorted(n.split("-", 1)[1] for n in names if n.startswith("entries/"))
+    assert kinds == sorted(["key-v1.dsse.json", "candidate-v1.dsse.json", "promotion-v1.dsse.json"]
+                           + ["gate-result-v1.dsse.json"] * 5)
+    assert {"model.onnx", "contract.json", "keys.json", "manifest.json"} <= set(names)
+    assert sha256_file(bundle / "model.onnx") == registry.version(version).sha256
+    contract = json.loads((bundle / "contract.json").read_text())
+    assert contract["input"] == "features" and contract["spec"]["categorical"] == [["sex", ["Female", "Male"]]]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["version"] == version and set(manifest["files"]) == set(names) - {"manifest.json"}
+
+
+def test_a_crashing_third_party_deployer_is_recorded_failed_and_the_promotion_stands(promoted):
+    home, registry, version = promoted
+
+    class Crashing:
+        name = "edge_fleet"
+
+        def deploy(self, release, params):
+            raise ConnectionError("fleet API unreachable")
+
+    class FleetPlugin:
+        @hookimpl
+        def gatewise_deployers(self):
+            return [Crashing()]
+
+    plugins = builtins(FleetPlugin())
+    outcomes = deploy_version(registry, version, ["edge_fleet", "local"], {}, plugins)
+    assert [(o.deployer, o.outcome) for o in outcomes] == [("edge_fleet", "failed"), ("local", "deployed")]
+    assert outcomes[0].detail == {"error": "ConnectionError: fleet API unreachable"}
+    failed = deployments(home)[0]
+    assert failed["outcome"] == "failed" and failed["detail"]["error"] == "ConnectionError: fleet API unreachable"
+    assert failed["deployer"]["name"] == "edge_fleet" and failed["deployer"]["distribution"] == "gatewise"
+    assert registry.champion("arrests").version == version  # the promotion stands
+    assert registry.verify(check_artifacts=True).ok
+
+
+def test_a_deployer_returning_no_deployed_is_recorded_failed(promoted):
+    _, registry, version = promoted
+
+    class Sloppy:
+        name = "sloppy"
+
+        def deploy(self, release, params):
+            return "done"
+
+    class SloppyPlugin:
+        @hookimpl
+        def gatewise_deployers(self):
+            return [Sloppy()]
+
+    (outcome,) = deploy_version(registry, version, ["sloppy"], {}, builtins(SloppyPlugin()))
+    assert outcome.outcome == "failed" and "not a gatewise.hookspecs.Deployed" in outcome.detail["error"]
+
+
+def test_swapped_artifact_bytes_fail_the_local_deployment(promoted):
+    _, registry, version = promoted
+    artifact = registry.artifact_path(version)
+    os.chmod(artifact, 0o644)
+    tiny_onnx(artifact, 0.1)  # valid ONNX, other weights: not the bytes that were gated
+    (outcome,) = deploy_version(registry, version, ["local"], {}, builtins())
+    assert outcome.outcome == "failed" and "gatewise registry verify" in outcome.detail["error"]
+    assert registry.champion("arrests").version == version
+
+
+def test_a_version_that_is_not_live_is_refused_and_recorded(promoted, tmp_path):
+    _, registry, version = promoted
+    newer = register(registry, tmp_path / "in", "run-2", 0.7)  # gated but not promoted
+    (outcome,) = deploy_version(registry, newer, ["local"], {}, builtins())
+    assert outcome.outcome == "failed"
+    assert f"{newer} is not the production version of arrests (production: {version})" in outcome.detail["error"]
+
+
+def test_a_rollback_bundle_carries_the_rollback_and_the_promotion_it_restores(promoted, tmp_path):
+    home, registry, first = promoted
+    second = register(registry, tmp_path / "in", "run-2", 0.7)
+    registry.promote(second)
+    registry.rollback("arrests", reason="bad answers in the field")
+    (outcome,) = deploy_version(registry, first, ["bundle"], {"bundle": {"dir": str(tmp_path / "out")}}, builtins())
+    assert outcome.deployed, outcome.detail
+    kinds = [p.name.split("-", 1)[1] for p in sorted((Path(outcome.target) / "entries").iterdir())]
+    assert "rollback-v1.dsse.json" in kinds and "promotion-v1.dsse.json" in kinds
+    done = gatewise(home, "deploy", "verify", outcome.target)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- configuration is checked before anything runs -------------------------------------------------
+
+
+def test_deployer_names_and_params_are_checked_before_the_run():
+    plugins = builtins()
+    with pytest.raises(UsageError, match=r"unknown deployer 'kubernetes' \(known: bundle, local\)"):
+        check_deployers(["kubernetes"], {}, plugins)
+    with pytest.raises(UsageError, match=r"deployer 'bundle' needs a folder: set dir"):
+        check_deployers(["bundle"], {}, plugins)
+    with pytest.raises(UsageError, match=r"deployer 'bundle': unknown parameter 'folder'"):
+        check_deployers(["bundle"], {"bundle": {"dir": "x", "folder": "y"}}, plugins)
+    with pytest.raises(UsageError, match=r"\[deploy.params.bundle\] configures a deployer that is not in \[deploy\] deployers"):
+        check_deployers(["local"], {"bundle": {"dir": "x"}}, plugins)
+
+
+def test_a_bundle_target_that_is_someone_elses_folder_is_left_alone(promoted, tmp_path):
+    _, registry, version = promoted
+    precious = tmp_path / "out" / "arrests-v1"
+    precious.mkdir(parents=True)
+    (precious / "notes.txt").write_text("mine")
+    (outcome,) = deploy_version(registry, version, ["bundle"], {"bundle": {"dir": str(tmp_path / "out")}}, builtins())
+    assert outcome.outcome == "failed" and "is not a deploy bundle" in outcome.detail["error"]
+    assert (precious / "notes.txt").read_text() == "mine"
+
+
+def test_builtin_deployers_satisfy_the_protocol_and_are_documented():
+    from gatewise.hookspecs import Deployer
+    from gatewise.plugins.deployers import BundleParams
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    plugins = builtins()
+    assert plugins.names("deployer") == ["bundle", "local"]
+    for name in plugins.names("deployer"):
+        registered = plugins.get("deployer", name)
+        assert isinstance(registered.component, Deployer) and registered.info.distribution == "gatewise"
+        assert f"`{name}`" in text
+    for field_name in BundleParams.model_fields:
+        assert f"`{field_name}`" in text
