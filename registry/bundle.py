@@ -46,8 +46,10 @@ from gatewise.types import sha256_file
 FORMAT = "gatewise-audit-bundle/v1"
 LEDGER, KEYS, HEAD, MANIFEST = "ledger.jsonl", "keys.json", "head.json", "manifest.json"
 FILES = (LEDGER, KEYS, HEAD)
-# keys.json fields that come from the key entries themselves (times are informative only).
+# keys.json fields that come from the key entries themselves; the two times are the signed times
+# of the entries at introduced_seq and changed_seq, compared separately.
 _KEY_FIELDS = ("keyid", "public_key", "role", "name", "status", "introduced_seq", "introduced_by", "changed_seq", "successor", "reason")
+_KEY_TIMES = (("introduced_at", "introduced_seq"), ("changed_at", "changed_seq"))
 _SEQ = re.compile(rb'"seq":\s*(\d+)')
 
 
@@ -257,7 +259,7 @@ def verify_bundle(
     problems: list[Problem] = []
     manifest = _check_manifest(directory, problems)
     listed = _read_keys(directory / KEYS, problems)
-    public_keys = {k["keyid"]: k["_public"] for k in listed.values() if k.get("_public")}
+    public_keys = {k["keyid"]: k["_public"] for k in listed if k.get("_public")}
     # A missing head.json is named by the manifest check; one that is there must hold.
     kept = [(HEAD, receipt) for _, receipt in receipt_mod.load_receipts([directory / HEAD], required=False)]
     kept += receipt_mod.load_receipts(extra, required=True)
@@ -275,9 +277,11 @@ def verify_bundle(
         ):
             state.absorb(result)
     state.finish(_bundle_reader(ledger))
-    _compare_keys(listed, state, directory / KEYS)
+    times = _signed_times(ledger, _cited_seqs(state))
+    _compare_keys(listed, state, directory / KEYS, times)
     if manifest is not None:
-        _compare_manifest(manifest, lines, state)
+        bundled = next((receipt for where, receipt in kept if where == HEAD), None)
+        _compare_manifest(manifest, lines, state, times, bundled if isinstance(bundled, receipt_mod.Receipt) else None)
     checked = receipt_mod.check_receipts(kept, state)
     return state.report(started, checked)
 
@@ -416,8 +420,11 @@ def _check_manifest(directory: Path, problems: list[Problem]) -> dict[str, Any] 
     return manifest
 
 
-def _read_keys(path: Path, problems: list[Problem]) -> dict[str, dict[str, Any]]:
-    """keys.json's keys by id, each with its decoded public key if it proves its id."""
+def _read_keys(path: Path, problems: list[Problem]) -> list[dict[str, Any]]:
+    """keys.json's keys in file order, each with its decoded public key if it proves its id.
+
+    A key id listed twice is named: whichever copy a reader picks, the other may be the forged one.
+    """
     import base64
 
     from gatewise.registry.keys import keyid_of
@@ -428,11 +435,13 @@ def _read_keys(path: Path, problems: list[Problem]) -> dict[str, dict[str, Any]]
         if not isinstance(keys, list) or not all(isinstance(k, dict) and isinstance(k.get("keyid"), str) for k in keys):
             raise ValueError("keys is not a list of keys")
     except FileNotFoundError:
-        return {}  # named by the manifest check
+        return []  # named by the manifest check
     except (OSError, ValueError, KeyError, TypeError) as exc:
         problems.append(Problem(KEYS, f"cannot be read ({_short_error(exc)})"))
-        return {}
-    listed = {}
+        return []
+    if document.get("format") != FORMAT:
+        problems.append(Problem(KEYS, f"format is {document.get('format')!r}, not {FORMAT!r}"))
+    listed = []
     for key in keys:
         try:
             public = base64.b64decode(key.get("public_key") or "", validate=True)
@@ -441,30 +450,110 @@ def _read_keys(path: Path, problems: list[Problem]) -> dict[str, dict[str, Any]]
         if keyid_of(public) != key["keyid"]:
             problems.append(Problem(KEYS, f"key {key['keyid'][:16]}: its public key does not hash to its keyid"))
             public = b""
-        listed[key["keyid"]] = {**key, "_public": public}
+        listed.append({**key, "_public": public})
+    counts: dict[str, int] = {}
+    for key in listed:
+        counts[key["keyid"]] = counts.get(key["keyid"], 0) + 1
+    for keyid, count in counts.items():
+        if count > 1:
+            problems.append(Problem(KEYS, f"key {keyid[:16]} is listed {count} times: a key id must appear once"))
     return listed
 
 
-def _compare_keys(listed: dict[str, dict[str, Any]], state: InOrder, path: Path) -> None:
-    """keys.json must list every key the ledger introduced, with the lifecycle the ledger records."""
+def _cited_seqs(state: InOrder) -> set[int]:
+    """The entries whose signed times the bundle's metadata repeats: key entries and the head."""
+    seqs = {state.head[0]} if state.head else set()
+    for key in state.keyring.keys.values():
+        seqs.add(key.introduced_seq)
+        if key.changed_seq is not None:
+            seqs.add(key.changed_seq)
+    return seqs
+
+
+def _signed_times(path: Path, seqs: set[int]) -> dict[int, str | None]:
+    """The signed ``ledger.time`` of each of these entries (None: unreadable, named by the pass)."""
+    times: dict[int, str | None] = {}
+    for seq, envelope in _bundle_reader(path)(sorted(seqs)):
+        try:
+            body, _, _ = st.open_envelope(envelope)
+            time_ = st.parse_json(body)["predicate"]["ledger"]["time"]
+        except (st.EnvelopeError, ValueError, KeyError, TypeError):
+            time_ = None
+        # Two lines with one seq are named by the pass; a time they disagree on is no time at all.
+        times[seq] = time_ if seq not in times or times[seq] == time_ else None
+    return times
+
+
+def _compare_keys(listed: list[dict[str, Any]], state: InOrder, path: Path, times: dict[int, str | None]) -> None:
+    """keys.json must list every key the ledger introduced, with the lifecycle the ledger records
+    and the signed times of the entries that introduced and changed it. Every copy of a key
+    listed twice is compared, so the forged one is named field by field."""
     if not path.is_file():
         return
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for entry in listed:
+        by_id.setdefault(entry["keyid"], []).append(entry)
     for keyid, key in state.keyring.keys.items():
         mine = key.to_dict()
-        entry = listed.pop(keyid, None)
-        if entry is None:
+        copies = by_id.pop(keyid, [])
+        if not copies:
             state.problems.append(Problem(KEYS, f"key {keyid[:16]} ({key.describe()}, introduced by entry {key.introduced_seq}) is missing"))
-            continue
-        for name in _KEY_FIELDS:
-            if entry.get(name) != mine[name]:
-                state.problems.append(Problem(KEYS, f"key {keyid[:16]}: {name} is {entry.get(name)!r} but the ledger says {mine[name]!r}"))
-    for keyid in listed:
+        for n, entry in enumerate(copies, 1):
+            which = f"key {keyid[:16]}" + (f" (copy {n} of {len(copies)})" if len(copies) > 1 else "")
+            for name in _KEY_FIELDS:
+                if entry.get(name) != mine[name]:
+                    state.problems.append(Problem(KEYS, f"{which}: {name} is {entry.get(name)!r} but the ledger says {mine[name]!r}"))
+            for name, seq_field in _KEY_TIMES:
+                seq = mine[seq_field]
+                signed = times.get(seq) if seq is not None else None
+                if seq is not None and signed is None:
+                    continue  # the entry is unreadable: the pass names it
+                if entry.get(name) != signed:
+                    at = f"entry {seq} was signed at {signed}" if seq is not None else f"the ledger records no {seq_field}"
+                    state.problems.append(Problem(KEYS, f"{which}: {name} is {entry.get(name)!r} but {at}"))
+    for keyid in by_id:
         state.problems.append(Problem(KEYS, f"key {keyid[:16]} is not introduced by any entry of the ledger"))
 
 
-def _compare_manifest(manifest: dict[str, Any], lines: int, state: InOrder) -> None:
+def _compare_manifest(manifest: dict[str, Any], lines: int, state: InOrder, times: dict[int, str | None], receipt: Any) -> None:
+    """Every field of the manifest against the ledger: counts, head, keys, receipt and time."""
+    from gatewise.registry.ledger import parse_time
+
+    problems = state.problems
     head = {"seq": state.head[0], "digest": state.head[1]} if state.head else None
     if manifest.get("entries") != lines:
-        state.problems.append(Problem(MANIFEST, f"says {manifest.get('entries')!r} entries but {LEDGER} has {lines} lines"))
+        problems.append(Problem(MANIFEST, f"says {manifest.get('entries')!r} entries but {LEDGER} has {lines} lines"))
+    facts = manifest["files"].get(LEDGER)
+    listed_lines = facts.get("lines") if isinstance(facts, dict) else None
+    if listed_lines != lines:
+        problems.append(Problem(MANIFEST, f"lists {listed_lines!r} lines for {LEDGER} but it has {lines}"))
     if manifest.get("head") != head:
-        state.problems.append(Problem(MANIFEST, f"says the head is {manifest.get('head')!r} but {LEDGER} ends at {head!r}"))
+        problems.append(Problem(MANIFEST, f"says the head is {manifest.get('head')!r} but {LEDGER} ends at {head!r}"))
+    keys = len(state.keyring.keys)
+    if manifest.get("keys") != keys:
+        problems.append(Problem(MANIFEST, f"says {manifest.get('keys')!r} keys but the ledger introduced {keys}"))
+    if receipt is not None:
+        listed, actual = manifest.get("receipt"), receipt.to_dict()
+        if not isinstance(listed, dict):
+            problems.append(Problem(MANIFEST, f"receipt is {listed!r}, not the fields of the receipt in {HEAD}"))
+        else:
+            for name in (*actual, *sorted(set(listed) - set(actual))):
+                if listed.get(name) != actual.get(name):
+                    problems.append(Problem(MANIFEST, f"receipt {name} is {listed.get(name)!r} but {HEAD} says {actual.get(name)!r}"))
+    created = manifest.get("created")
+    try:
+        when = parse_time(created)
+        if when.tzinfo is None:
+            raise ValueError("no time zone")
+    except (TypeError, ValueError):
+        problems.append(Problem(MANIFEST, f"created is {created!r}, not a UTC time"))
+        return
+    # Export writes the manifest after it has read the ledger and the receipt: never before either.
+    for what, then in (("the head entry", times.get(state.head[0]) if state.head else None),
+                       (f"the receipt in {HEAD}", receipt.time if receipt is not None else None)):
+        try:
+            if then is not None and when < parse_time(then):
+                problems.append(Problem(MANIFEST, f"created {created} is earlier than {what} ({then}): the bundle cannot hold it"))
+                return  # one line is enough: the receipt is never older than the head it names
+        except (TypeError, ValueError):
+            continue  # an unreadable time is named where it is

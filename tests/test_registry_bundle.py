@@ -54,7 +54,7 @@ def _refresh_manifest(bundle: Path) -> None:
     for name, facts in manifest["files"].items():
         facts["sha256"] = hashlib.sha256((bundle / name).read_bytes()).hexdigest()
     lines = (bundle / "ledger.jsonl").read_text().splitlines()
-    manifest["entries"] = len(lines)
+    manifest["entries"] = manifest["files"]["ledger.jsonl"]["lines"] = len(lines)
     last = json.loads(lines[-1])
     manifest["head"] = {"seq": last["seq"], "digest": last["digest"]}
     (bundle / "manifest.json").write_text(json.dumps(manifest))
@@ -234,6 +234,14 @@ def test_keys_json_records_rotations_and_revocations(home, tmp_path):
     report = verify_bundle(tmp_path / "b")
     assert report.ok, report.problems
     assert report.keys == [new.keyid]
+    bundle = tmp_path / "b"
+    assert keys[old.keyid]["changed_at"] == keys[new.keyid]["introduced_at"] == _signed_time(bundle, rotated_at)
+    assert keys[approver.keyid]["changed_at"] == _signed_time(bundle, revoked_at)
+    # a revocation moved later in keys.json (to hide what the key signed after it) is named
+    _edit_json(bundle, "keys.json", lambda d: [k.update(changed_at="2099-01-01T00:00:00.000000Z") for k in d["keys"] if k["keyid"] == approver.keyid])
+    [problem] = verify_bundle(bundle).problems
+    assert str(problem) == (f"keys.json: key {approver.keyid[:16]}: changed_at is '2099-01-01T00:00:00.000000Z' "
+                            f"but entry {revoked_at} was signed at {_signed_time(bundle, revoked_at)}")
 
 
 def test_workers_find_the_same_problems_in_a_bundle(bundle, monkeypatch):
@@ -275,6 +283,89 @@ def test_the_docs_check_one_bundle_line_with_only_cryptography(bundle):
     _write_lines(bundle, [json.dumps(line) for line in forged])
     result = subprocess.run([sys.executable, "-c", code], cwd=bundle.parent, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0 and "InvalidSignature" in result.stderr
+
+
+def test_the_docs_snippet_refuses_a_key_listed_twice_and_a_retired_key(bundle):
+    text = DOCS.read_text()
+    section = text[text.index("## Checking one entry with nothing but Python and `cryptography`"):]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+
+    def run() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code], cwd=bundle.parent, capture_output=True, text=True, timeout=60, check=False)
+
+    original = (bundle / "keys.json").read_text()
+    document = json.loads(original)
+    [key] = document["keys"]
+    document["keys"] = [{**key, "status": "active", "changed_seq": None}, key]
+    (bundle / "keys.json").write_text(json.dumps(document))
+    result = run()
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip() == f"keys.json lists key {key['keyid'][:16]} 2 times, not once"
+    document["keys"] = [{**key, "status": "revoked", "changed_seq": 5}]  # says the key stopped signing at entry 5
+    (bundle / "keys.json").write_text(json.dumps(document))
+    result = run()
+    assert result.returncode != 0 and "key not active at this entry" in result.stderr
+    (bundle / "keys.json").write_text(original)
+    assert run().returncode == 0
+
+
+def _signed_time(bundle: Path, seq: int) -> str:
+    return json.loads(base64.b64decode(_lines(bundle)[seq - 1]["envelope"]["payload"]))["predicate"]["ledger"]["time"]
+
+
+def _edit_json(bundle: Path, name: str, change) -> None:
+    """Edit one metadata file and, as a careful forger would, make the manifest's digests agree."""
+    document = json.loads((bundle / name).read_text())
+    change(document)
+    (bundle / name).write_text(json.dumps(document))
+    if name != "manifest.json":
+        _refresh_manifest(bundle)
+
+
+def test_a_key_listed_twice_fails_and_the_forged_copy_is_named(bundle, capsys):
+    def duplicate(document):
+        [key] = document["keys"]
+        forged = {**key, "status": "revoked", "changed_seq": 3, "changed_at": _signed_time(bundle, 3), "reason": "forged"}
+        document["keys"] = [forged, key]  # the forged copy first, where a naive reader looks
+
+    _edit_json(bundle, "keys.json", duplicate)
+    keyid = json.loads((bundle / "keys.json").read_text())["keys"][0]["keyid"]
+    code, out = _audit(capsys, bundle)
+    assert code == 4
+    assert out[0] == f"keys.json: key {keyid[:16]} is listed 2 times: a key id must appear once"
+    assert f"keys.json: key {keyid[:16]} (copy 1 of 2): status is 'revoked' but the ledger says 'active'" in out
+    assert f"keys.json: key {keyid[:16]} (copy 1 of 2): changed_at is {_signed_time(bundle, 3)!r} but the ledger records no changed_seq" in out
+    assert not any("copy 2 of 2" in line for line in out)  # the true copy agrees with the ledger
+    assert out[-1].startswith("FAILED: ")
+
+
+def test_keys_json_times_are_the_signed_times_of_the_key_entries(bundle, capsys):
+    [key] = json.loads((bundle / "keys.json").read_text())["keys"]
+    assert key["introduced_at"] == _signed_time(bundle, 1) and key["changed_at"] is None
+    _edit_json(bundle, "keys.json", lambda d: d["keys"][0].update(introduced_at="2025-01-01T00:00:00.000000Z"))
+    code, out = _audit(capsys, bundle)
+    assert code == 4
+    assert out[:-1] == [f"keys.json: key {key['keyid'][:16]}: introduced_at is '2025-01-01T00:00:00.000000Z' "
+                        f"but entry 1 was signed at {_signed_time(bundle, 1)}"]
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("keys", 2, "manifest.json: says 2 keys but the ledger introduced 1"),
+    ("receipt", "seq 15", "manifest.json: receipt seq is 15 but head.json says 16"),
+    ("created", "2020-01-01T00:00:00.000000Z", "manifest.json: created 2020-01-01T00:00:00.000000Z is earlier than the head entry ({head_time}): the bundle cannot hold it"),
+    ("created", "yesterday", "manifest.json: created is 'yesterday', not a UTC time"),
+    ("created", "2030-01-01T00:00:00", "manifest.json: created is '2030-01-01T00:00:00', not a UTC time"),
+])
+def test_every_manifest_field_is_checked_against_the_ledger(bundle, capsys, field, value, expected):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    receipt = dict(manifest["receipt"])
+    if value == "seq 15":
+        value = {**receipt, "seq": 15}
+    manifest[field] = value
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    code, out = _audit(capsys, bundle)
+    assert code == 4
+    assert out[:-1] == [expected.format(head_time=_signed_time(bundle, 16))]
 
 
 def test_audit_verify_pins_the_first_key_and_export_speaks_json(home, tmp_path, capsys):
