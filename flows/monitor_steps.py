@@ -1,0 +1,402 @@
+"""The work of one monitoring pass, as plain functions; flows/monitor.py wires them with Prefect.
+
+A pass compares production inputs with the live version's training reference (re-created from
+its signed run entry and checked against the recorded fingerprints), with the drift gate's own
+code, adds the drift of the live model's predicted probabilities, signs a monitoring entry, and
+starts a retrain when a threshold is crossed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gatewise.config import Settings, parse_settings
+from gatewise.data import fingerprint, read_table
+from gatewise.errors import RegistryError, UsageError
+from gatewise.types import Dataset, sha256_file
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from gatewise.registry import Registry, VersionInfo
+    from gatewise.scoring import OnnxScorer
+
+log = logging.getLogger(__name__)
+
+RETRAIN_FLOW = "retrain"  # the Prefect flow name a retrain deployment is made from
+SERVING_INPUTS = Path("serving") / "inputs"  # under the gatewise home, one folder per model
+BATCHES = Path("monitoring") / "batches"  # served batches kept for the retrain they start
+# Evidently's normed Wasserstein distance floors the reference spread at this value (a constant
+# reference would otherwise divide by zero); prediction drift uses the same rule.
+_MIN_SPREAD = 0.001
+
+
+@dataclass(frozen=True)
+class MonitorRequest:
+    """What a monitoring pass is asked to look at, resolved from the CLI flags over gatewise.toml."""
+
+    settings: Settings
+    home: Path
+    model: str | None = None
+    current_path: Path | None = None
+    from_serving: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """The live version's training rows, re-created from its signed run entry and checked."""
+
+    version: str
+    run_id: str
+    dataset: Dataset
+    train: pd.DataFrame
+    fingerprints: dict[str, str]  # as the run entry recorded them
+
+
+@dataclass(frozen=True, eq=False)
+class CurrentBatch:
+    """The production rows a pass judges, and where they came from."""
+
+    frame: pd.DataFrame
+    source: str  # "file" or "serving"
+    files: tuple[Path, ...]
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_drifted_share: float
+    max_prediction_drift: float
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The verdict of one pass and the report its signed entry carries."""
+
+    drifted: bool
+    reasons: tuple[str, ...]
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RetrainStart:
+    """A retrain started by a monitoring entry: through a deployment or in this process."""
+
+    how: str  # "deployment" | "in_process"
+    trigger: dict[str, Any]
+    deployment: str | None = None
+    flow_run_id: str | None = None
+    run_id: str | None = None
+    status: str | None = None  # the in-process run's outcome: promoted | blocked | data_rejected
+    promoted: str | None = None
+
+
+@dataclass(frozen=True)
+class MonitorOutcome:
+    model: str
+    version: str
+    drifted: bool
+    reasons: tuple[str, ...]
+    entry: dict[str, Any]  # {"seq", "digest"} of the signed monitoring entry
+    report: dict[str, Any]
+    retrain: RetrainStart | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        """JSON-ready: what `gatewise monitor --json` prints and the flow returns."""
+        return {
+            "model": self.model,
+            "version": self.version,
+            "drifted": self.drifted,
+            "reasons": list(self.reasons),
+            "entry": self.entry,
+            "report": self.report,
+            "retrain": None if self.retrain is None else dict(self.retrain.__dict__),
+        }
+
+
+# -- what is live, and what it learned from ---------------------------------------------------
+
+
+def open_registry(request: MonitorRequest) -> Registry:
+    """The existing registry; monitoring never creates one (a missing one is one line, exit 2)."""
+    from gatewise.registry import Registry
+
+    Registry.open(request.home, request.settings.registry.url, create=False).close()
+    return Registry.open(request.home, request.settings.registry.url)
+
+
+def resolve_model(registry: Registry, request: MonitorRequest) -> str:
+    """--model, else [data] model_name, else the registry's only model."""
+    models = registry.models()
+    name = request.model or request.settings.data.model_name
+    if name is None:
+        if len(models) != 1:
+            raise UsageError(f"the registry holds {len(models)} models ({', '.join(models) or 'none'}): pass --model NAME")
+        name = models[0]
+    if name not in models:
+        raise UsageError(f"unknown model '{name}' (known: {', '.join(models) or 'none'})")
+    return name
+
+
+def live_version(registry: Registry, model: str) -> VersionInfo:
+    info = registry.champion(model)
+    if info is None:
+        raise UsageError(f"model {model} has no production version to monitor: promote one with `gatewise run` first")
+    if info.status != "ok" or not info.sha256:
+        raise RegistryError(f"production version {info.version} has no artifact; run `gatewise registry verify`")
+    return info
+
+
+def training_reference(registry: Registry, info: VersionInfo, home: Path) -> Reference:
+    """Re-create the training rows of the live version's run from its signed settings and data
+    source, and check them against the fingerprints that run signed."""
+    from gatewise.data import split_dataset
+    from gatewise.flows.steps import RunRequest, load_dataset
+    from gatewise.registry.operations import run_entry
+
+    entry = run_entry(registry, info.run_id)
+    recorded = entry.get("data") or {}
+    settings = parse_settings(entry.get("settings") or {}, origin=f"the settings of run {info.run_id}")
+    dataset = load_dataset(RunRequest(settings=settings, home=home))
+    source = f"data file {settings.data.path}" if settings.data.path else f"data source '{settings.data.source}'"
+    if dataset.fingerprint != recorded.get("dataset"):
+        raise UsageError(
+            f"cannot re-create the training reference of {info.version}: its run {info.run_id} signed dataset fingerprint "
+            f"{str(recorded.get('dataset'))[:16]}, the {source} now gives {dataset.fingerprint[:16]}"
+        )
+    split = split_dataset(dataset, settings.split.seed, settings.split.test_fraction)
+    if split.train_fingerprint != recorded.get("train"):
+        raise UsageError(
+            f"cannot re-create the training reference of {info.version}: the split of run {info.run_id} gives train "
+            f"fingerprint {split.train_fingerprint[:16]}, the run signed {str(recorded.get('train'))[:16]}"
+        )
+    return Reference(info.version, info.run_id, dataset, split.train, dict(recorded))
+
+
+# -- the current batch ---------------------------------------------------------------------------
+
+
+def serving_folder(home: Path, model: str) -> Path:
+    return Path(home) / SERVING_INPUTS / model
+
+
+def read_current(request: MonitorRequest, model: str, dataset: Dataset) -> CurrentBatch:
+    """--current FILE, or every Parquet file `gatewise serve` sampled for ``model``; the live
+    version's feature columns must be there, numeric where it learned numbers."""
+    import pandas as pd
+
+    if request.from_serving:
+        folder = serving_folder(request.home, model)
+        files = tuple(sorted(folder.rglob("*.parquet"))) if folder.is_dir() else ()
+        if not files:
+            raise UsageError(
+                f"no served inputs for model {model} in {folder}: run `gatewise serve` with [serve] log_inputs = true first"
+            )
+        frames = [_checked(read_table(path), path, dataset) for path in files]
+        frame = pd.concat(frames, ignore_index=True)
+        source = "serving"
+    elif request.current_path is not None:
+        files = (Path(request.current_path),)
+        frame = _checked(read_table(files[0]), files[0], dataset)
+        source = "file"
+    else:
+        raise UsageError("nothing to monitor: pass --current FILE or --from-serving")
+    return CurrentBatch(frame, source, files, fingerprint(frame))
+
+
+def _checked(frame: pd.DataFrame, path: Path, dataset: Dataset) -> pd.DataFrame:
+    import pandas as pd
+
+    schema = dataset.schema
+    missing = [c for c in schema.features if c not in frame.columns]
+    if missing:
+        raise UsageError(f"{path}: current data lacks feature column(s): {', '.join(missing)}")
+    for column in schema.numeric:
+        if not (pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(frame[column])):
+            raise UsageError(f"{path}: column '{column}' must be numeric (the live version learned numbers), got {frame[column].dtype}")
+    return frame.reset_index(drop=True)  # whole, so its fingerprint is the one a retrain on it records
+
+
+# -- scoring and judging ---------------------------------------------------------------------------
+
+
+def verified_scorer(registry: Registry, info: VersionInfo) -> OnnxScorer:
+    """An ONNX Runtime session on the live version's bytes, after their sha256 matches the signed one."""
+    from gatewise.scoring import OnnxScorer
+
+    path = registry.artifact_path(info.version)
+    if not path.exists():
+        raise RegistryError(f"the artifact of {info.version} is missing ({path.name}); run `gatewise registry verify`")
+    actual = sha256_file(path)
+    if actual != info.sha256:
+        raise RegistryError(
+            f"the artifact of {info.version} has sha256 {actual[:16]}, its signed entry names {info.sha256[:16]}: "
+            "refusing to score it; run `gatewise registry verify`"
+        )
+    return OnnxScorer(path)
+
+
+def thresholds(settings: Settings) -> Thresholds:
+    """[monitor] thresholds; the drifted-column share defaults to the drift gate's own limit."""
+    share = settings.monitor.max_drifted_share
+    return Thresholds(
+        max_drifted_share=settings.gates.drift.max_drifted_share if share is None else share,
+        max_prediction_drift=settings.monitor.max_prediction_drift,
+    )
+
+
+def prediction_drift(reference: np.ndarray, current: np.ndarray) -> dict[str, Any]:
+    """Wasserstein distance between the two predicted-probability distributions, divided by the
+    reference's spread: the measure Evidently applies to a numeric column of this size."""
+    import numpy as np
+    from scipy.stats import wasserstein_distance
+
+    spread = max(float(np.std(reference)), _MIN_SPREAD)
+    return {
+        "method": "wasserstein_distance_norm",
+        "value": float(wasserstein_distance(reference, current) / spread),
+        "reference_mean": float(np.mean(reference)),
+        "current_mean": float(np.mean(current)),
+        "reference_rows": int(len(reference)),
+        "current_rows": int(len(current)),
+    }
+
+
+def assess(reference: Reference, batch: CurrentBatch, scorer: OnnxScorer, limits: Thresholds) -> Assessment:
+    """Column drift through the drift gate's own function, plus prediction drift, against ``limits``."""
+    from gatewise.gates.drift import drift
+    from gatewise.gates.inputs import GateInputs
+    from gatewise.policy import DriftPolicy, GatePolicy
+
+    schema = reference.dataset.schema
+    reference_scores = scorer.predict_proba(reference.train)
+    current_scores = scorer.predict_proba(batch.frame)
+    policy = GatePolicy().model_copy(update={"drift": DriftPolicy(max_drifted_share=limits.max_drifted_share)})
+    columns = drift(GateInputs(
+        candidate=reference.version, schema=schema, train=reference.train, test=reference.train, current=batch.frame,
+        predict_proba=scorer.predict_proba, scores=reference_scores, policy=policy,
+    ))
+    if columns.value is None:  # the gate failed closed on the data itself (a missing column)
+        raise UsageError(f"current data: {columns.summary}")
+    predictions = prediction_drift(reference_scores, current_scores)
+    share = float(columns.value)
+    reasons = []
+    if share > limits.max_drifted_share:
+        reasons.append(f"drifted-column share {share:.3f} > {limits.max_drifted_share:.3f}")
+    if predictions["value"] > limits.max_prediction_drift:
+        reasons.append(f"prediction drift {predictions['value']:.3f} > {limits.max_prediction_drift:.3f}")
+    details = columns.details
+    report = {
+        "live_version": reference.version,
+        "reference": {"run_id": reference.run_id, "split": "train", "rows": len(reference.train)},
+        "current": {"source": batch.source, "files": [p.name for p in batch.files], "rows": len(batch.frame)},
+        "columns": details["columns"],
+        "drifted_columns": details["drifted_columns"],
+        "drifted_share": share,
+        "prediction_drift": predictions,
+        "thresholds": {"max_drifted_share": limits.max_drifted_share, "max_prediction_drift": limits.max_prediction_drift},
+        "data": {
+            "dataset": reference.fingerprints.get("dataset"),
+            "reference": details["reference_fingerprint"],
+            "current": batch.fingerprint,
+        },
+        "summary": columns.summary,
+    }
+    return Assessment(bool(reasons), tuple(reasons), report)
+
+
+def record(registry: Registry, model: str, version: str, assessment: Assessment) -> dict[str, Any]:
+    """Sign the monitoring entry; returns its {"seq", "digest"}."""
+    from gatewise.registry.operations import record_monitoring
+
+    seq, digest = record_monitoring(registry, model, version=version, drifted=assessment.drifted, report=assessment.report)
+    return {"seq": seq, "digest": digest}
+
+
+# -- closing the loop ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetrainDeployment:
+    name: str  # "retrain/<deployment name>", as run_deployment takes it
+    parameters: tuple[str, ...]  # the parameters the deployed flow declares
+
+
+def retrain_deployment() -> RetrainDeployment | None:
+    """A deployment of the retrain flow on the Prefect server at PREFECT_API_URL that takes a
+    ``trigger`` parameter; None when no server is configured or none is deployed. A configured
+    server that does not answer is an error (called before anything is recorded)."""
+    url = prefect_api_url()
+    if not url:
+        return None
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    try:
+        httpx.get(url.rstrip("/") + "/health", timeout=5).raise_for_status()
+        with temporary_settings(updates={PREFECT_API_URL: url}), get_client(sync_client=True) as client:
+            deployments = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[RETRAIN_FLOW])))
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the server reads the same to a user
+        raise UsageError(
+            f"the Prefect server at {url} (PREFECT_API_URL) does not answer: start it, or unset PREFECT_API_URL ({type(exc).__name__})"
+        ) from None
+    usable = []
+    for deployment in sorted(deployments, key=lambda d: d.name):
+        declared = tuple(((deployment.parameter_openapi_schema or {}).get("properties") or {}).keys())
+        if "trigger" in declared:
+            usable.append(RetrainDeployment(f"{RETRAIN_FLOW}/{deployment.name}", declared))
+    if not usable and deployments:
+        log.warning("retrain deployment(s) %s take no 'trigger' parameter; retraining in process", ", ".join(d.name for d in deployments))
+    return usable[0] if usable else None
+
+
+def prefect_api_url() -> str | None:
+    """PREFECT_API_URL from the environment (as set now), else from the active Prefect profile."""
+    from prefect.settings import PREFECT_API_URL
+
+    return os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value() or None
+
+
+def batch_file(home: Path, model: str, batch: CurrentBatch) -> Path:
+    """The batch as one file a retrain can read: the --current file itself, or the served rows
+    saved under the home, named by their fingerprint."""
+    if batch.source == "file":
+        return batch.files[0]
+    path = Path(home) / BATCHES / model / f"{batch.fingerprint[:16]}.parquet"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        batch.frame.to_parquet(path, index=False)
+    return path
+
+
+def start_retrain(request: MonitorRequest, entry: dict[str, Any], current: Path, deployment: RetrainDeployment | None) -> RetrainStart:
+    """Start the retrain a monitoring entry calls for, naming that entry as its trigger: through
+    ``deployment`` (returns once Prefect has scheduled it) or in this process (returns its outcome)."""
+    trigger = {"kind": "monitor", "entry": {"seq": int(entry["seq"]), "digest": str(entry["digest"])}}
+    if deployment is not None:
+        from prefect.deployments import run_deployment
+
+        parameters: dict[str, Any] = {"trigger": trigger}
+        if "current" in deployment.parameters:  # the batch that drifted becomes the retrain's current data
+            parameters["current"] = str(Path(current).resolve())
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: prefect_api_url()}):
+            flow_run = run_deployment(deployment.name, parameters=parameters, timeout=0)
+        return RetrainStart("deployment", trigger, deployment=deployment.name, flow_run_id=str(flow_run.id), status="scheduled")
+
+    from gatewise.flows.retrain import run_retrain
+    from gatewise.flows.steps import RunRequest, preflight
+
+    run_request = RunRequest(settings=request.settings, home=request.home, current_path=Path(current), trigger=trigger)
+    dataset = preflight(run_request)
+    outcome = run_retrain(run_request, dataset)
+    return RetrainStart("in_process", trigger, run_id=outcome.run_id, status=outcome.status, promoted=outcome.promoted)
+

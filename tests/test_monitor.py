@@ -1,0 +1,206 @@
+"""`gatewise monitor` on one real promoted registry: a drifted batch starts a retrain whose signed run
+entry names the monitoring entry; a clean batch starts none; bad input is one line, exit 2, and
+records nothing. The real CLI, Prefect flow, ONNX Runtime and SQLite file, in this process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+from gatewise.cli import main
+
+pytestmark = pytest.mark.e2e
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "gatewise.toml"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A promoted registry built once by `gatewise run`, a config whose [monitor] share limit two
+    drifted columns of seven cross, and the two batches."""
+    import numpy as np
+    from sklego.datasets import load_arrests
+
+    root = tmp_path_factory.mktemp("monitor")
+    config = root / "gatewise.toml"
+    # The demo policy (relaxed fairness limits, see the file) plus a monitoring limit below 2/7.
+    config.write_text(DEMO_CONFIG.read_text() + "\n[monitor]\nmax_drifted_share = 0.2\n")
+    frame = load_arrests(as_frame=True)
+    clean = frame.sample(n=2000, random_state=2).reset_index(drop=True)
+    drifted = frame.sample(n=2000, random_state=1).reset_index(drop=True)
+    drifted["age"] = drifted["age"] + 1.5 * frame["age"].std()  # more than a standard deviation
+    flip = np.random.default_rng(0).random(len(drifted)) < 0.4  # a binary feature flipped in 40% of rows
+    drifted.loc[flip, "employed"] = np.where(drifted.loc[flip, "employed"] == "Yes", "No", "Yes")
+    clean.to_csv(root / "clean.csv", index=False)
+    drifted.to_csv(root / "drifted.csv", index=False)
+    frame.drop(columns=["age"]).to_csv(root / "no_age.csv", index=False)
+    home = root / "home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GATEWISE_HOME", str(home))
+        patch.delenv("GATEWISE_REGISTRY_URL", raising=False)
+        patch.delenv("PREFECT_API_URL", raising=False)
+        assert main(["run", "--config", str(config), "--json"]) == 0
+    return root
+
+
+@pytest.fixture
+def gatewise(workspace, monkeypatch, capsys):
+    """Run the CLI in this process against the workspace's home; returns (exit code, stdout, stderr)."""
+    monkeypatch.setenv("GATEWISE_HOME", str(workspace / "home"))
+    monkeypatch.delenv("GATEWISE_REGISTRY_URL", raising=False)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.chdir(workspace)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return int(code), out, err
+
+    return run
+
+
+def _registry(workspace):
+    from gatewise.registry import Registry
+
+    return Registry.open(workspace / "home", create=False)
+
+
+def _monitor(gatewise, workspace, *args: str) -> dict:
+    code, out, err = gatewise("monitor", "--config", str(workspace / "gatewise.toml"), "--json", *args)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_clean_batch_signs_an_entry_and_starts_no_retrain(gatewise, workspace):
+    from gatewise.registry.operations import monitoring_entries
+
+    with _registry(workspace) as registry:
+        versions_before = len(registry.versions("arrests"))
+        live = registry.champion("arrests").version
+    doc = _monitor(gatewise, workspace, "--current", str(workspace / "clean.csv"))
+    assert doc["drifted"] is False and doc["retrain"] is None
+    assert doc["version"] == live
+    assert doc["report"]["drifted_columns"] == []
+    assert doc["report"]["prediction_drift"]["value"] < doc["report"]["thresholds"]["max_prediction_drift"]
+    with _registry(workspace) as registry:
+        assert len(registry.versions("arrests")) == versions_before  # nothing trained
+        newest = monitoring_entries(registry, "arrests", limit=1)[0]
+    assert newest["entry"] == doc["entry"]
+    assert newest["drifted"] is False and newest["version"] == live
+    assert newest["report"]["data"]["current"] == doc["report"]["data"]["current"]
+
+
+def test_drifted_batch_starts_a_retrain_that_names_its_trigger(gatewise, workspace):
+    from gatewise.registry.operations import monitoring_entries, run_entry
+
+    doc = _monitor(gatewise, workspace, "--current", str(workspace / "drifted.csv"))
+    report = doc["report"]
+    assert doc["drifted"] is True
+    assert {"age", "employed"} <= set(report["drifted_columns"])
+    assert report["drifted_share"] > report["thresholds"]["max_drifted_share"] == 0.2
+    assert set(report["columns"]) == {"year", "age", "colour", "sex", "employed", "citizen", "checks"}
+    retrain = doc["retrain"]
+    assert retrain["how"] == "in_process" and retrain["status"] in ("promoted", "blocked")
+    trigger = {"kind": "monitor", "entry": doc["entry"]}
+    assert retrain["trigger"] == trigger
+    with _registry(workspace) as registry:
+        run = run_entry(registry, retrain["run_id"])
+        signed = monitoring_entries(registry, "arrests", limit=1)[0]
+    assert run["trigger"] == trigger  # the retrain's signed run entry names the monitoring entry
+    assert signed["entry"] == doc["entry"] and signed["drifted"] is True
+    # The drifted batch became the retrain's current data (the drift gate's input).
+    assert run["data"]["current"] == report["data"]["current"]
+
+
+def test_human_output_names_the_verdict(gatewise, workspace):
+    code, out, err = gatewise("monitor", "--config", str(workspace / "gatewise.toml"), "--current", str(workspace / "clean.csv"))
+    assert code == 0, err
+    assert "no drift" in out and "no retrain started" in out
+    assert "signed monitoring entry" in out and "age" in out
+
+
+def test_from_serving_reads_every_sampled_file(gatewise, workspace):
+    import pandas as pd
+
+    folder = workspace / "home" / "serving" / "inputs" / "arrests"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = pd.read_csv(workspace / "clean.csv").drop(columns=["released"])
+    rows.iloc[:1200].to_parquet(folder / "window-1.parquet", index=False)
+    rows.iloc[1200:].to_parquet(folder / "window-2.parquet", index=False)
+    try:
+        doc = _monitor(gatewise, workspace, "--from-serving")
+    finally:
+        shutil.rmtree(folder)
+    assert doc["report"]["current"] == {"source": "serving", "files": ["window-1.parquet", "window-2.parquet"], "rows": 2000}
+    assert doc["drifted"] is False and doc["retrain"] is None
+
+
+def test_signed_monitoring_entries_verify(gatewise, workspace):
+    from gatewise.registry.operations import monitoring_entries
+
+    with _registry(workspace) as registry:
+        assert monitoring_entries(registry, "arrests")  # the tests above wrote some
+    code, out, err = gatewise("registry", "verify")
+    assert code == 0, out + err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--current", "missing.csv"), "data file not found: missing.csv"),
+        (("--current", "no_age.csv"), "lacks feature column(s): age"),
+        (("--from-serving",), "no served inputs for model arrests"),
+        (("--current", "clean.csv", "--model", "nosuch"), "unknown model 'nosuch'"),
+        ((), "pass --current FILE or --from-serving"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_records_nothing(gatewise, workspace, args, message):
+    with _registry(workspace) as registry:
+        head = registry.head()
+    code, out, err = gatewise("monitor", "--config", str(workspace / "gatewise.toml"), *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+    with _registry(workspace) as registry:
+        assert registry.head() == head
+
+
+def test_no_registry_or_no_live_version_is_exit_2(tmp_path, monkeypatch, capsys, workspace):
+    monkeypatch.setenv("GATEWISE_HOME", str(tmp_path / "empty"))
+    assert main(["monitor", "--current", str(workspace / "clean.csv")]) == 2
+    assert "no registry" in capsys.readouterr().err
+
+
+def test_unreachable_prefect_server_is_one_line_before_anything_is_recorded(gatewise, workspace, monkeypatch):
+    with _registry(workspace) as registry:
+        head = registry.head()
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # the discard port: nothing listens
+    code, _, err = gatewise("monitor", "--config", str(workspace / "gatewise.toml"), "--current", "clean.csv")
+    assert code == 2
+    assert "does not answer" in err and len(err.strip().splitlines()) == 1
+    with _registry(workspace) as registry:
+        assert registry.head() == head
+
+
+def test_swapped_artifact_bytes_are_refused(workspace, tmp_path):
+    from gatewise.errors import RegistryError
+    from gatewise.flows import monitor_steps as steps
+    from gatewise.registry import Registry
+
+    copy = tmp_path / "home"
+    shutil.copytree(workspace / "home", copy)
+    with Registry.open(copy, create=False) as registry:
+        info = registry.champion("arrests")
+        path = registry.artifact_path(info.version)
+        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+        data = bytearray(path.read_bytes())
+        data[-1] ^= 0xFF
+        path.write_bytes(bytes(data))
+        with pytest.raises(RegistryError, match="refusing to score it"):
+            steps.verified_scorer(registry, info)
