@@ -124,6 +124,7 @@ def outcome_document(outcome: Any) -> dict[str, Any]:
             for o in outcome.candidates
         ],
         "promoted": outcome.promoted,
+        "deployments": [d.to_dict() for d in outcome.deployments],
     }
 
 
@@ -162,6 +163,10 @@ def print_outcome(outcome: Any) -> None:
                 print(f"{o.candidate.name}: {r.gate} failed: {r.summary}")
     if outcome.promoted:
         print(f"promoted {outcome.promoted} to production")
+        from gatewise.cli_deploy import outcome_lines
+
+        for line in outcome_lines(outcome.deployments):
+            print(line)
     else:
         print("nothing promoted: every candidate failed a gate")
     t = outcome.timings

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from gatewise.flows import steps
+from gatewise.flows import deploy, steps
 from gatewise.flows.steps import CandidateOutcome, RunOutcome, RunRequest
 from gatewise.types import Dataset
 
@@ -37,11 +37,12 @@ export_parent = task(steps.export_parent, name="export to ONNX", cache_policy=NO
 compress = task(steps.compress, name="compress", cache_policy=NO_CACHE)
 rescore_champion = task(steps.rescore_champion, name="re-score champion", cache_policy=NO_CACHE)
 gate_candidate = task(steps.gate_candidate, name="gates", cache_policy=NO_CACHE)
+deploy_version = task(deploy.deploy_version, name="deploy", cache_policy=NO_CACHE)
 
 
 @flow(name="retrain", log_prints=False, validate_parameters=False)
 def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | None = None) -> RunOutcome:
-    """Load, validate, split, train, export, compress, gate every candidate, register, promote."""
+    """Load, validate, split, train, export, compress, gate every candidate, register, promote, deploy."""
     settings = request.settings
     run_id = run_id or uuid.uuid4().hex[:12]
     timings: dict[str, float] = {}
@@ -89,7 +90,8 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
                 champion_info, registry.artifact_path(champion_info.version) if champion_info else None, split
             )
             # The parent is gated first: its test scores are the baseline of every compressed child.
-            results, parent_scores, latency = gate_candidate(settings, dataset, split, current, parent, None, champion)
+            # Submitted, like the children, so every candidate's gates run on the task runner (Dask too).
+            results, parent_scores, latency = gate_candidate.submit(settings, dataset, split, current, parent, None, champion).result()
             outcomes = [CandidateOutcome(parent, results=results, latency_ms=round(latency, 4))]
             gated = {
                 c.name: gate_candidate.submit(settings, dataset, split, current, c, parent_scores, champion)
@@ -121,10 +123,14 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
         if winner is not None:
             registry.promote(winner.version)
         lap("register")
+        deployments = ()
+        if winner is not None:  # each deployer's outcome is signed; none can undo the promotion
+            deployments = deploy_version(registry, winner.version, settings.deploy.deployers, settings.deploy.params)
+            lap("deploy")
         return RunOutcome(
             run_id, model, "promoted" if winner else "blocked", tuple(registered), data_gate,
             champion.version if champion else None, winner.version if winner else None, fingerprints,
-            settings.digest(), timings,
+            settings.digest(), timings, deployments,
         )
     finally:
         registry.close()
@@ -146,10 +152,16 @@ def _quiet_prefect() -> Iterator[None]:
 
 
 def run_retrain(request: RunRequest, dataset: Dataset | None = None) -> RunOutcome:
-    """Run the flow in this process, with Prefect's temporary local server (no server to start)."""
+    """Run the flow in this process, on the Prefect server at PREFECT_API_URL when one is configured
+    (checked first), else on Prefect's temporary local server (no server to start); the candidates'
+    compressors and gates run on the [run] task runner. Inside a deployment's flow it is a subflow."""
+    from gatewise.flows.execution import check_configured_server, task_runner_for
+
+    check_configured_server()
+    runner = task_runner_for(request.settings)
     start = time.perf_counter()
     with _quiet_prefect():
-        outcome = retrain(request, dataset)
+        outcome = retrain.with_options(task_runner=runner)(request, dataset)
     timings = dict(outcome.timings)
     timings["total"] = round(time.perf_counter() - start, 3)
     timings["prefect_overhead"] = round(timings["total"] - sum(v for k, v in outcome.timings.items()), 3)

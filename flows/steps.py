@@ -76,6 +76,7 @@ class RunOutcome:
     fingerprints: dict[str, str] = field(default_factory=dict)
     settings_digest: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    deployments: tuple[Any, ...] = ()  # gatewise.flows.deploy.DeploymentOutcome, one per [deploy] deployer
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -106,6 +107,9 @@ def preflight(request: RunRequest) -> Dataset:
     for name in settings.compress.params:
         if name not in settings.compress.compressors:
             raise UsageError(f"[compress.params.{name}] configures a compressor that is not in [compress] compressors")
+    from gatewise.flows.deploy import check_deployers
+
+    check_deployers(settings.deploy.deployers, settings.deploy.params, plugins)
     dataset = load_dataset(request)
     current = request.current_path or settings.data.current
     if current is not None:
@@ -113,6 +117,9 @@ def preflight(request: RunRequest) -> Dataset:
     from gatewise.registry.database import probe
 
     probe(request.home, resolve_registry_url(settings=settings))  # an unreachable or corrupt registry stops us here
+    from gatewise.flows.execution import check_task_runner
+
+    check_task_runner(settings)  # a missing prefect-dask or a silent Dask scheduler, before the run
     return dataset
 
 

@@ -58,10 +58,11 @@ def builtins(*extra: object) -> Plugins:
     return Plugins(manager)
 
 
-def gatewise(home: Path, *args: str) -> subprocess.CompletedProcess:
+def gatewise(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The real `gatewise` command in a subprocess, with ``home`` as its home and no registry URL from outside."""
     env = {**os.environ, "GATEWISE_HOME": str(home)}
     env.pop("GATEWISE_REGISTRY_URL", None)
-    return subprocess.run([sys.executable, "-m", "gatewise.cli", *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "gatewise.cli", *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def promoted_registry(tmp_path: Path) -> tuple[Path, Registry, str]:
