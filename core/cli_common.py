@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,13 @@ def open_registry(args: argparse.Namespace, *, write: bool = False) -> Any:
         return Registry.open(home, url, create=False)
     Registry.open(home, url, create=False).close()
     return Registry.open(home, url)
+
+
+def warn_unverified(registry: Any) -> None:
+    """One warning line on stderr when the last `registry verify` failed or checked an older head."""
+    warning = registry.verification_warning()
+    if warning:
+        print(f"gatewise: warning: {warning}", file=sys.stderr)
 
 
 def print_json(document: Any) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from gatewise.cli_common import (
     fmt_num,
+    warn_unverified,
     open_registry,
     print_json,
     print_table,
@@ -234,6 +235,7 @@ def _rollback(args: argparse.Namespace) -> int:
 def _history(args: argparse.Namespace) -> int:
     with open_registry(args, write=False) as registry:
         history = registry.history(args.model, args.limit)
+        warn_unverified(registry)
     if args.json:
         print_json(history)
         return 0

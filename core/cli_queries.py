@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from gatewise.cli_common import fmt_num, open_registry, print_json, print_table, url_option
+from gatewise.cli_common import fmt_num, open_registry, print_json, print_table, url_option, warn_unverified
 from gatewise.errors import ExitCode, UsageError
 
 DEFAULT_LIMIT = 1000  # the same as gatewise.registry.queries.DEFAULT_LIMIT, without importing it
@@ -66,6 +66,7 @@ def _gates(args: argparse.Namespace) -> int:
     limit = args.limit if args.limit is not None else (0 if args.csv else DEFAULT_LIMIT)
     with open_registry(args) as registry:
         q.check_filter(registry, where)  # a bad filter fails before anything is written
+        warn_unverified(registry)
         if limit == 0:
             records: Any = q.iter_gate_results(registry, where)
             truncated = False

@@ -6,17 +6,19 @@ The registry package is imported inside each handler so that `gatewise --help` s
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from gatewise.cli_common import (
     fmt_num,
+    warn_unverified,
     open_registry,
     print_json,
     print_table,
     registry_options,
 )
 from gatewise.cli_queries import print_lineage
-from gatewise.errors import ExitCode
+from gatewise.errors import ExitCode, UsageError
 
 
 def add_commands(subparsers: Any) -> Any:
@@ -48,7 +50,8 @@ def add_commands(subparsers: Any) -> Any:
     verify.add_argument("--trusted-key", action="append", default=[], metavar="KEYID",
                         help="fail unless the ledger's first key is this key id (repeatable)")
     verify.add_argument("--no-artifacts", action="store_true", help="do not re-hash the stored artifact files")
-    verify.add_argument("--workers", type=int, default=None, help="processes for signature checks (default: all cores)")
+    verify.add_argument("--receipt", action="append", default=[], type=Path, metavar="FILE",
+                        help="also check the ledger against a head receipt kept elsewhere (repeatable; may be older)")
     registry_options(verify)
     verify.set_defaults(handler=_verify)
     return commands
@@ -61,6 +64,7 @@ def add_commands(subparsers: Any) -> Any:
 def _ls(args: argparse.Namespace) -> int:
     with open_registry(args) as registry:
         versions = registry.versions(args.model)
+        warn_unverified(registry)
     if args.json:
         print_json([_version_json(v) for v in versions])
         return 0
@@ -88,6 +92,7 @@ def _show(args: argparse.Namespace) -> int:
 
     with open_registry(args) as registry:
         shown = queries.show(registry, args.version)  # with its full lineage
+        warn_unverified(registry)
     if args.json:
         print_json(shown)
         return 0
@@ -127,7 +132,10 @@ def _show(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     with open_registry(args) as registry:
-        report = registry.verify(check_artifacts=not args.no_artifacts, trusted_keys=args.trusted_key, workers=args.workers)
+        for path in args.receipt:
+            if not path.is_file():
+                raise UsageError(f"receipt file {path} does not exist")
+        report = registry.verify(check_artifacts=not args.no_artifacts, trusted_keys=args.trusted_key, receipts=args.receipt)
     if args.json:
         print_json(report.to_dict())
     else:
@@ -138,9 +146,23 @@ def _verify(args: argparse.Namespace) -> int:
         print(
             f"{verdict}: {report.entries_checked} entries, {report.rows_checked} rows, "
             f"{report.artifacts_checked} artifacts checked in {report.seconds:.2f} s; {head}; "
-            f"keys {', '.join(k[:16] for k in report.keys) or '-'}"
+            f"keys {', '.join(k[:16] for k in report.keys) or '-'}; {receipt_summary(report.receipts)}"
         )
     return 0 if report.ok else ExitCode.VERIFY_FAILED
+
+
+def receipt_summary(receipts: list[dict[str, Any]]) -> str:
+    """Which head receipts were checked, or that none was: a cut-off ledger shows only there."""
+    if not receipts:
+        return "receipts: none checked (nothing outside the database vouches for the ledger's length)"
+    shown = []
+    for r in receipts:
+        if "seq" not in r:
+            shown.append(f"{r['where']} ({r.get('problem', 'unreadable')})")
+            continue
+        lag = f", {r['lags']} entries behind" if r.get("lags") else ""
+        shown.append(f"{r['where']} (entry {r['seq']} of {r['time']}{lag}{'' if r['ok'] else ', FAILED'})")
+    return "receipts checked: " + ", ".join(shown)
 
 
 def _version_json(v: Any) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Which keys a ledger trusts, and when: key introductions, rotations and revocations replayed in order.
 
-One set of rules (``Keyring``) serves verification (fed the signed entries), the writers (fed the
-``keys``/``key_events`` projections, under the write lock) and ``gatewise keys show``:
+One set of rules (``Keyring``) serves verification, the writers (under the write lock) and
+``gatewise keys show``, always fed the signed key entries of the ledger (gatewise.registry.signed),
+never the ``keys``/``key_events`` projections:
 
 - entry 1 introduces the pipeline key and signs itself;
 - only an *active pipeline* key introduces, rotates or revokes a key (the operator vouches for
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from gatewise.errors import RegistryError, UsageError
 from gatewise.registry import statements as st
@@ -38,7 +39,6 @@ from gatewise.registry.keys import (
     read_key,
     write_successor,
 )
-from gatewise.registry.schema import KeyEventRow, KeyRow
 
 PIPELINE, APPROVER = "pipeline", "approver"
 ROLES = (PIPELINE, APPROVER)
@@ -48,8 +48,6 @@ ACTIVE, ROTATED, REVOKED = "active", "rotated", "revoked"
 # (an approver's when it names one); everything else is the pipeline's.
 APPROVER_SIGNED = (st.WAIVER, st.PROMOTION_V2)
 
-_KE = KeyEventRow.__table__.c
-_K = KeyRow.__table__.c
 
 
 @dataclass
@@ -224,31 +222,18 @@ class Keyring:
             return f"but names key {_short(named)} as its signer, not {_short(signer)}"
         return None
 
-    # -- from the projections --------------------------------------------------------------------
-
-    @classmethod
-    def from_tables(cls, conn: Connection) -> Keyring:
-        """The key set as the ``keys`` and ``key_events`` tables record it (verify checks them)."""
-        keys = list(conn.execute(select(KeyRow.__table__).order_by(_K.entry_seq)))
-        events = list(conn.execute(select(KeyEventRow.__table__).order_by(_KE.entry_seq)))
-        publics = {row.keyid: row.public_key for row in keys}
-        ring = cls()
-        evented = {ev.keyid for ev in events}
-        for row in keys:  # a registry made before key_events existed: its keys were never changed
-            if row.keyid not in evented:
-                ring.keys[row.keyid] = KeyState(row.keyid, _b64(row.public_key), row.role, None, int(row.entry_seq),
-                                                row.introduced_by, introduced_at=row.created_at)
-        for ev in events:
-            facts = KeyFacts(ev.event, ev.keyid, publics.get(ev.keyid), ev.role, ev.name, ev.replaces, ev.signed_by, ev.reason)
-            ring.take_key(int(ev.entry_seq), ev.signed_by, facts, ev.created_at)
-        return ring
-
-
 def _b64(text: str | None) -> bytes:
     try:
         return base64.b64decode(text or "", validate=True)
     except (binascii.Error, ValueError, TypeError):
         return b""
+
+
+def _signed_keyring(conn: Connection) -> Keyring:
+    """The key set from the ledger's signed key entries (never from the keys tables)."""
+    from gatewise.registry.signed import SignedLedger
+
+    return SignedLedger(conn).keyring
 
 
 def _b64text(data: bytes) -> str:
@@ -260,7 +245,7 @@ def _b64text(data: bytes) -> str:
 
 def ensure_key(conn: Connection, key: SigningKey, *, role: str = PIPELINE, name: str | None = None) -> KeyState:
     """The ledger's record of ``key`` if it may sign now as ``role`` (and approver ``name``), else RegistryError."""
-    state = Keyring.from_tables(conn).keys.get(key.keyid)
+    state = _signed_keyring(conn).keys.get(key.keyid)
     what = f"approver key {key.path}" if role == APPROVER else f"signing key {key.path}"
     if state is None:
         fix = f"the operator introduces it with `gatewise keys init --approver {name}`" if role == APPROVER else "restore the registry's key file"
@@ -302,7 +287,7 @@ def load_approver_key(registry: Any, conn: Connection, name: str, key_file: Path
 
 def list_keys(registry: Any) -> list[KeyState]:
     with db_errors(registry.url), registry._engine.connect() as conn:
-        return Keyring.from_tables(conn).ordered()
+        return _signed_keyring(conn).ordered()
 
 
 def introduce_approver(registry: Any, name: str, key_file: Path | None = None) -> tuple[KeyState, int, bool]:
@@ -314,7 +299,7 @@ def introduce_approver(registry: Any, name: str, key_file: Path | None = None) -
     created: Path | None = None
     try:
         with registry._write() as (conn, appender):
-            ring = Keyring.from_tables(conn)
+            ring = _signed_keyring(conn)
             current = ring.active_approver(name)
             if current is not None:
                 raise RegistryError(
@@ -358,7 +343,7 @@ def rotate_key(registry: Any, approver: str | None = None, key_file: Path | None
     new: SigningKey | None = None
     try:
         with registry._write() as (conn, appender):
-            ring = Keyring.from_tables(conn)
+            ring = _signed_keyring(conn)
             if approver is None:
                 old = ring.keys[pipeline.keyid]
                 path = pipeline.path
@@ -418,7 +403,7 @@ def revoke_key(registry: Any, keyid: str | None = None, approver: str | None = N
         raise UsageError("a revocation needs a --reason")
     pipeline = registry._signing_key()
     with registry._write() as (conn, appender):
-        ring = Keyring.from_tables(conn)
+        ring = _signed_keyring(conn)
         target = _find_key(ring, keyid, approver)
         if target.keyid == pipeline.keyid:
             raise RegistryError(

@@ -22,7 +22,9 @@ from sqlalchemy import Connection, Select, select, text, union_all
 
 from gatewise.errors import UsageError
 from gatewise.registry.database import db_errors
-from gatewise.registry.schema import GateResultRow, ModelRow, PromotionRow, RunRow, VersionRow
+from gatewise.registry.schema import GateResultRow, ModelRow, PromotionRow
+from gatewise.registry import statements as st
+from gatewise.registry.signed import SignedLedger
 from gatewise.registry.statements import MANDATORY_GATES
 
 if TYPE_CHECKING:
@@ -48,8 +50,6 @@ CSV_COLUMNS = (
 )
 
 _G = GateResultRow.__table__.c
-_V = VersionRow.__table__.c
-_R = RunRow.__table__.c
 _M = ModelRow.__table__.c
 _P = PromotionRow.__table__.c
 
@@ -253,11 +253,14 @@ def write_csv(records: Iterator[GateRecord] | list[GateRecord], handle: IO[str])
 def lineage(registry: Registry, version: str) -> Lineage:
     """Everything the ledger says a version came from (unknown version: RegistryError)."""
     with _reading(registry) as conn:
-        row = registry._version_row(conn, version)  # noqa: SLF001 - its one-line "unknown version" error
-        run = conn.execute(select(RunRow.__table__).where(_R.run_id == row.run_id)).first()
-        evidence = [json.loads(text_) for text_ in conn.execute(select(_G.evidence).where(_G.version == version)).scalars()]
-        ancestors = _ancestors(conn, row.parent_version)
-    run_data = json.loads(run.data) if run else {}
+        ledger = SignedLedger(conn)
+        row = registry._version_row(conn, version, ledger)  # noqa: SLF001 - its one-line "unknown version" error
+        runs = ledger.about(row.run_id, (st.RUN,))
+        run = runs[-1].predicate if runs else None
+        evidence = [g.predicate.get("evidence") or {} for g in ledger.about(version, (st.GATE_RESULT,))]
+        ancestors = _ancestors(ledger, row.parent_version)
+        run_entry = {"seq": runs[-1].seq, "digest": runs[-1].digest} if runs else None
+    run_data = run.get("data") or {} if run else {}
     policies = sorted({e["policy_digest"] for e in evidence if isinstance(e.get("policy_digest"), str)})
     champions = sorted({e["champion_version"] for e in evidence if isinstance(e.get("champion_version"), str)})
     gated: list[dict[str, str]] = []
@@ -278,14 +281,14 @@ def lineage(registry: Registry, version: str) -> Lineage:
         },
         parent=row.parent_version,
         ancestors=ancestors,
-        settings_digest=run.settings_digest if run else None,
-        settings=json.loads(run.settings) if run else None,
+        settings_digest=run.get("settings_digest") if run else None,
+        settings=run.get("settings") if run else None,
         policy_digests=policies,
         data=run_data,
         gated_data=gated,
         champion_versions=champions,
-        run_plugins=json.loads(run.plugins) if run else [],
-        run_entry={"seq": run.entry_seq, "digest": run.entry_digest} if run else None,
+        run_plugins=run.get("plugins") or [] if run else [],
+        run_entry=run_entry,
         candidate_entry={"seq": row.entry_seq, "digest": row.entry_digest},
     )
 
@@ -347,11 +350,12 @@ def _known_gates(conn: Connection) -> list[str]:
     return sorted({*MANDATORY_GATES, *conn.execute(skip_scan).scalars()})
 
 
-def _ancestors(conn: Connection, parent: str | None) -> list[str]:
+def _ancestors(ledger: SignedLedger, parent: str | None) -> list[str]:
     chain: list[str] = []
     while parent is not None and parent not in chain:
         chain.append(parent)
-        parent = conn.execute(select(_V.parent_version).where(_V.name == parent)).scalar()
+        entry = ledger.candidate(parent)
+        parent = (entry.predicate.get("parent") or {}).get("version") if entry is not None else None
     return chain
 
 

@@ -227,23 +227,32 @@ def watched_seqs(loaded: Loaded) -> set[int]:
     return {receipt.seq for _, receipt in loaded if isinstance(receipt, Receipt)}
 
 
-def check_receipts(loaded: Loaded, state: Any) -> list[dict[str, Any]]:
+def check_receipts(loaded: Loaded, state: Any, current: int = 0) -> list[dict[str, Any]]:
     """Check each receipt against the verified ledger (``state``: verify's in-order pass).
 
+    The first ``current`` receipts must name the ledger's head itself (``<home>/head.json``, which
+    every append rewrites): one that lags means entries it never covered, or a copy put back. Older
+    receipts an auditor kept may lag; ``lags`` in their summary says by how many entries.
     Problems go to ``state.problems``; returns a summary of each receipt for the report.
     """
     from gatewise.registry.verify import Problem
 
     checked = []
     head_seq = state.head[0] if state.head else 0
-    for where, receipt in loaded:
+    for index, (where, receipt) in enumerate(loaded):
         if not isinstance(receipt, Receipt):
             state.problems.append(Problem(where, receipt))
-            checked.append({"where": where, "ok": False})
+            checked.append({"where": where, "ok": False, "problem": receipt})
             continue
         found = _receipt_problems(receipt, state, head_seq)
+        lags = max(head_seq - receipt.seq, 0)
+        if index < current and lags and not found:
+            found.append(
+                f"names entry {receipt.seq} but the ledger's head is entry {head_seq}: the {lags} newest "
+                "entries were never receipted here (an older receipt was put back, or writing it failed)"
+            )
         state.problems.extend(Problem(where, what) for what in found)
-        checked.append({"where": where, **receipt.to_dict(), "ok": not found})
+        checked.append({"where": where, **receipt.to_dict(), "lags": lags, "ok": not found})
     return checked
 
 

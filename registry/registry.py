@@ -36,6 +36,7 @@ from gatewise.registry.keyring import ensure_key
 from gatewise.registry.keys import SigningKey, keyid_of, load_or_create_key
 from gatewise.registry.ledger import Appender, parse_time
 from gatewise.registry.receipt import record_head
+from gatewise.registry.signed import PROMOTIONS, SignedLedger, VersionRecord, version_record
 from gatewise.registry.schema import (
     ENTRY_TABLES,
     GateResultRow,
@@ -147,11 +148,12 @@ class Registry:
         """The first entry of a ledger introduces the pipeline key; later opens must hold it."""
         key = self._signing_key()
         with db_errors(self.url), write_transaction(self._engine) as conn:
-            keys = [row.keyid for row in conn.execute(select(_K.keyid))]
-            if key.keyid in keys:
-                ensure_key(conn, key)  # a rotated or revoked key signs nothing more
-                return
-            if keys or conn.execute(select(_L.seq).limit(1)).first() is not None:
+            keys: list[str] = []
+            if conn.execute(select(_L.seq).limit(1)).first() is not None:
+                keys = list(SignedLedger(conn).keyring.keys)
+                if key.keyid in keys:
+                    ensure_key(conn, key)  # a rotated or revoked key signs nothing more
+                    return
                 raise RegistryError(
                     f"the signing key {key.path} (keyid {key.keyid[:16]}) is not a key of the registry at "
                     f"{display_url(self.url)} (its keys: {', '.join(k[:16] for k in keys) or 'none'}): "
@@ -312,7 +314,7 @@ class Registry:
         digests = []
         with self._write() as (conn, appender):
             row = self._version_row(conn, version)
-            subject = _subject_of(conn, row)
+            subject = row.subject
             for result in results:
                 _, digest = appender.append(
                     version,
@@ -339,8 +341,10 @@ class Registry:
             row = self._version_row(conn, version)
             if row.status != "ok":
                 raise RegistryError(f"cannot promote {version}: the candidate errored ({row.error})")
-            relied = self._mandatory_passes(conn, version)
-            previous = conn.execute(select(_M.production_version).where(_M.name == row.model)).scalar()
+            ledger = SignedLedger(conn)
+            relied = _mandatory_passes(ledger, version)
+            move = ledger.production(row.model)
+            previous = move.predicate.get("version") if move is not None else None
             _, digest = appender.append(
                 version,
                 row.sha256,
@@ -355,31 +359,6 @@ class Registry:
                 },
             )
         return digest
-
-    def _mandatory_passes(self, conn: Connection, version: str) -> list[dict[str, Any]]:
-        """The latest signed result of each mandatory gate, read and checked from the ledger itself."""
-        keys = {row.keyid: row.public_key for row in conn.execute(select(_K.keyid, _K.public_key))}
-        latest: dict[str, tuple[int, str, bool]] = {}
-        entries = conn.execute(
-            select(_L.seq, _L.digest, _L.envelope)
-            .where(_L.ref == version, _L.predicate_type == st.GATE_RESULT)
-            .order_by(_L.seq)
-        )
-        for entry in entries:
-            predicate = _checked_predicate(entry, keys)
-            if predicate.get("version") != version:
-                raise RegistryError(f"cannot promote {version}: ledger entry {entry.seq} is not about it; run `gatewise registry verify`")
-            latest[predicate["gate"]] = (int(entry.seq), entry.digest, predicate["passed"] is True)
-        missing = [gate for gate in MANDATORY_GATES if gate not in latest]
-        failed = [f"{gate} (entry {latest[gate][0]})" for gate in MANDATORY_GATES if gate in latest and not latest[gate][2]]
-        problems = []
-        if missing:
-            problems.append(f"no recorded result for {', '.join(missing)}")
-        if failed:
-            problems.append(f"failed {', '.join(failed)}")
-        if problems:
-            raise RegistryError(f"cannot promote {version}: {'; '.join(problems)}")
-        return [{"gate": gate, "seq": latest[gate][0], "digest": latest[gate][1]} for gate in MANDATORY_GATES]
 
     # -- keys and human decisions (gatewise.registry.keyring, .decisions, .history) ---------
 
@@ -429,32 +408,65 @@ class Registry:
     # -- queries ---------------------------------------------------------------------------
 
     def champion(self, model: str) -> VersionInfo | None:
-        """The model's current production version, or None before its first promotion."""
+        """The model's live production version, read from the signed ledger alone; None before its
+        first promotion.
+
+        Guarantee: the version named by the newest promotion or rollback entry of ``model`` whose
+        payload matches its digest, whose signature names its own chain position, and whose signer
+        was a key valid for that entry at that position (the ledger's key entries, replayed and
+        checked); ``sha256`` and ``artifact`` come from that version's own signed candidate entry.
+        No projection row is read. If either entry does not verify, RegistryError: never an older
+        version instead.
+        """
         with db_errors(self.url), self._engine.connect() as conn:
-            current = conn.execute(select(_M.production_version).where(_M.name == model)).scalar()
-            if current is None:
+            ledger = SignedLedger(conn)
+            move = ledger.production(model)
+            if move is None:
                 return None
-            return self._infos(conn, select(VersionRow.__table__).where(_V.name == current))[0]
+            record = self._version_row(conn, move.predicate["version"], ledger)
+            return self._info(record, promoted=True, production=True)
 
     def versions(self, model: str | None = None) -> list[VersionInfo]:
-        """All versions (of one model), by model then number."""
-        query = select(VersionRow.__table__).order_by(_V.model, _V.number)
+        """All versions (of one model), by model then number; each as its signed candidate entry says.
+
+        The versions table serves as an index only: a row with no signed candidate entry of that
+        name behind it is not listed (`registry verify` names it).
+        """
+        query = select(_V.name, _V.entry_seq)
         if model is not None:
             query = query.where(_V.model == model)
         with db_errors(self.url), self._engine.connect() as conn:
-            return self._infos(conn, query)
+            ledger = SignedLedger(conn)
+            rows = list(conn.execute(query))
+            entries = ledger.entries(row.entry_seq for row in rows)
+            records = {}
+            for row in rows:
+                entry = entries.get(row.entry_seq)
+                if entry is not None and entry.predicate_type == st.CANDIDATE and entry.predicate.get("version") == row.name:
+                    record = version_record(entry)
+                    if model is None or record.model == model:
+                        records[record.name] = record
+            live = {m: ledger.production(m) for m in {r.model for r in records.values()}}
+            production = {move.predicate.get("version") for move in live.values() if move is not None}
+            promoted = ledger.promoted(records)
+        ordered = sorted(records.values(), key=lambda r: (r.model, r.number))
+        return [self._info(r, promoted=r.name in promoted, production=r.name in production) for r in ordered]
 
     def version(self, version: str) -> VersionInfo:
+        """One version, as its signed candidate entry says; unknown version: RegistryError."""
         with db_errors(self.url), self._engine.connect() as conn:
-            self._version_row(conn, version)
-            return self._infos(conn, select(VersionRow.__table__).where(_V.name == version))[0]
+            ledger = SignedLedger(conn)
+            record = self._version_row(conn, version, ledger)
+            move = ledger.production(record.model)
+            return self._info(record, promoted=bool(ledger.promoted([version])),
+                              production=move is not None and move.predicate.get("version") == version)
 
     def models(self) -> list[str]:
         with db_errors(self.url), self._engine.connect() as conn:
             return list(conn.execute(select(_M.name).order_by(_M.name)).scalars())
 
     def artifact_path(self, version: str) -> Path:
-        """Where the version's ONNX bytes are stored (content-addressed, read-only)."""
+        """Where the version's ONNX bytes are stored, named by the sha256 of its signed candidate entry."""
         with db_errors(self.url), self._engine.connect() as conn:
             row = self._version_row(conn, version)
         if row.sha256 is None:
@@ -462,69 +474,71 @@ class Registry:
         return artifact_file(self.home, row.sha256)
 
     def show(self, version: str) -> dict[str, Any]:
-        """Everything recorded about one version, JSON-ready."""
+        """Everything recorded about one version, JSON-ready, read from its signed entries."""
         with db_errors(self.url), self._engine.connect() as conn:
-            row = self._version_row(conn, version)
-            info = self._infos(conn, select(VersionRow.__table__).where(_V.name == version))[0]
-            run = conn.execute(select(RunRow.__table__).where(_R.run_id == row.run_id)).first()
-            gates = conn.execute(select(GateResultRow.__table__).where(_G.version == version).order_by(_G.entry_seq))
-            promotions = conn.execute(select(PromotionRow.__table__).where(_P.version == version).order_by(_P.entry_seq))
-            return {
-                "version": version,
-                "model": row.model,
-                "number": row.number,
-                "status": row.status,
-                "error": row.error,
-                "sha256": row.sha256,
-                "size_bytes": row.size_bytes,
-                "artifact": str(info.artifact) if info.artifact else None,
-                "plugin": {
-                    "name": row.plugin_name,
-                    "version": row.plugin_version,
-                    "distribution": row.plugin_distribution,
-                    "code_sha256": row.plugin_code_sha256,
-                },
-                "candidate": row.candidate,
-                "parent": row.parent_version,
-                "created": row.created_at,
-                "production": info.production,
-                "entry": {"seq": row.entry_seq, "digest": row.entry_digest},
-                "run": None
-                if run is None
-                else {
-                    "run_id": run.run_id,
-                    "settings_digest": run.settings_digest,
-                    "data": json.loads(run.data),
-                    "plugins": json.loads(run.plugins),
-                    "created": run.created_at,
-                    "entry": {"seq": run.entry_seq, "digest": run.entry_digest},
-                },
-                "gate_results": [
-                    {
-                        "gate": g.gate,
-                        "passed": g.passed,
-                        "value": g.value,
-                        "threshold": g.threshold,
-                        "summary": g.summary,
-                        "details": json.loads(g.details),
-                        "evidence": json.loads(g.evidence),
-                        "created": g.created_at,
-                        "entry": {"seq": g.entry_seq, "digest": g.entry_digest},
-                    }
-                    for g in gates
-                ],
-                "promotions": [
-                    {
-                        "alias": p.alias,
-                        "previous_version": p.previous_version,
-                        "reason": p.reason,
-                        "gate_results": json.loads(p.gate_entries),
-                        "created": p.created_at,
-                        "entry": {"seq": p.entry_seq, "digest": p.entry_digest},
-                    }
-                    for p in promotions
-                ],
-            }
+            ledger = SignedLedger(conn)
+            row = self._version_row(conn, version, ledger)
+            runs = ledger.about(row.run_id, (st.RUN,))
+            gates = ledger.about(version, (st.GATE_RESULT,))
+            promotions = ledger.about(version, PROMOTIONS)
+            move = ledger.production(row.model)
+        run = runs[-1] if runs else None
+        return {
+            "version": version,
+            "model": row.model,
+            "number": row.number,
+            "status": row.status,
+            "error": row.error,
+            "sha256": row.sha256,
+            "size_bytes": row.size_bytes,
+            "artifact": str(artifact_file(self.home, row.sha256)) if row.sha256 else None,
+            "plugin": {
+                "name": row.plugin_name,
+                "version": row.plugin_version,
+                "distribution": row.plugin_distribution,
+                "code_sha256": row.plugin_code_sha256,
+            },
+            "candidate": row.candidate,
+            "parent": row.parent_version,
+            "created": row.created_at,
+            "production": move is not None and move.predicate.get("version") == version,
+            "entry": {"seq": row.entry_seq, "digest": row.entry_digest},
+            "run": None
+            if run is None
+            else {
+                "run_id": run.predicate["run_id"],
+                "settings_digest": run.predicate.get("settings_digest"),
+                "data": run.predicate.get("data"),
+                "plugins": run.predicate.get("plugins"),
+                "created": run.time,
+                "entry": {"seq": run.seq, "digest": run.digest},
+            },
+            "gate_results": [
+                {
+                    "gate": g.predicate.get("gate"),
+                    "passed": g.predicate.get("passed") is True,
+                    "value": _measured(g.predicate.get("value")),
+                    "threshold": _measured(g.predicate.get("threshold")),
+                    "summary": g.predicate.get("summary"),
+                    "details": g.predicate.get("details"),
+                    "evidence": g.predicate.get("evidence"),
+                    "created": g.time,
+                    "entry": {"seq": g.seq, "digest": g.digest},
+                }
+                for g in gates
+            ],
+            "promotions": [
+                {
+                    "alias": p.predicate.get("alias"),
+                    "previous_version": p.predicate.get("previous_version"),
+                    "reason": p.predicate.get("reason"),
+                    "gate_results": p.predicate.get("gate_results"),
+                    "created": p.time,
+                    "entry": {"seq": p.seq, "digest": p.digest},
+                }
+                for p in promotions
+            ],
+        }
 
     def head(self) -> tuple[int, str] | None:
         """The last entry's (seq, digest): worth writing down to detect a later truncation."""
@@ -532,62 +546,55 @@ class Registry:
             row = conn.execute(select(_L.seq, _L.digest).order_by(_L.seq.desc()).limit(1)).first()
         return (int(row.seq), row.digest) if row else None
 
-    def verify(self, *, check_artifacts: bool = True, trusted_keys: Iterable[str] = (), workers: int | None = None) -> VerifyReport:
-        """Re-check the whole ledger, every projection row and every stored artifact."""
-        from gatewise.registry.verify import verify_registry
+    def verify(self, *, check_artifacts: bool = True, trusted_keys: Iterable[str] = (), receipts: Iterable[Path] = ()) -> VerifyReport:
+        """Re-check the whole ledger, every table row and every stored artifact, against
+        ``<home>/head.json`` and any older ``receipts`` kept elsewhere; the outcome is recorded in
+        the home for the read commands' warning (gatewise.registry.verified)."""
+        from gatewise.registry.verify_database import verify_registry
 
-        return verify_registry(
-            self._engine,
-            self.url,
-            self.home,
-            check_artifacts=check_artifacts,
-            trusted_keys=tuple(trusted_keys),
-            workers=workers,
+        from gatewise.registry.freshness import record_verification
+
+        report = verify_registry(
+            self._engine, self.url, self.home, check_artifacts=check_artifacts, trusted_keys=tuple(trusted_keys), receipts=tuple(receipts)
         )
+        record_verification(self.home, report)
+        return report
+
+    def verification_warning(self) -> str | None:
+        """One line for read commands when the last `registry verify` failed, or checked an older
+        ledger head than the current one (or never ran here); None when it is current and passed."""
+        from gatewise.registry.freshness import staleness
+
+        return staleness(self.home, self.head())
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _version_row(self, conn: Connection, version: str) -> Any:
-        row = conn.execute(select(VersionRow.__table__).where(_V.name == version)).first()
-        if row is None:
+    def _version_row(self, conn: Connection, version: str, ledger: SignedLedger | None = None) -> VersionRecord:
+        """The version as its signed candidate entry registered it; unknown version: RegistryError."""
+        entry = (ledger or SignedLedger(conn)).candidate(version)
+        if entry is None:
             names = list(conn.execute(select(_V.name).order_by(_V.entry_seq.desc()).limit(11)).scalars())
             known = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "") if names else "none"
             raise RegistryError(f"unknown version '{version}' (known: {known})")
-        return row
+        return version_record(entry)
 
-    def _infos(self, conn: Connection, query: Any) -> list[VersionInfo]:
-        rows = list(conn.execute(query))
-        if not rows:
-            return []
-        models = {row.model for row in rows}
-        production = {
-            r.production_version for r in conn.execute(select(_M.production_version).where(_M.name.in_(models)))
-        }
-        # A few versions (show, champion): look each up by name; a long listing: fetch the models'
-        # promoted names in one query (a busy model has tens of thousands, too many for one show).
-        names = [row.name for row in rows]
-        by_name = _P.version.in_(names) if len(names) <= 500 else _P.model.in_(models)
-        promoted = set(conn.execute(select(_P.version).where(by_name).distinct()).scalars())
-        artifacts = self.home / "artifacts"
-        return [
-            VersionInfo(
-                version=row.name,
-                model=row.model,
-                number=row.number,
-                sha256=row.sha256,
-                status=row.status,
-                plugin=row.plugin_name,
-                parent=row.parent_version,
-                created=parse_time(row.created_at),
-                promoted=row.name in promoted,
-                artifact=artifacts / f"{row.sha256}.onnx" if row.sha256 else None,
-                production=row.name in production,
-                run_id=row.run_id,
-                candidate=row.candidate,
-                error=row.error,
-            )
-            for row in rows
-        ]
+    def _info(self, row: VersionRecord, *, promoted: bool, production: bool) -> VersionInfo:
+        return VersionInfo(
+            version=row.name,
+            model=row.model,
+            number=row.number,
+            sha256=row.sha256,
+            status=row.status,
+            plugin=row.plugin_name,
+            parent=row.parent_version,
+            created=parse_time(row.created_at),
+            promoted=promoted,
+            artifact=artifact_file(self.home, row.sha256) if row.sha256 else None,
+            production=production,
+            run_id=row.run_id,
+            candidate=row.candidate,
+            error=row.error,
+        )
 
 
 def _tables() -> list[Any]:
@@ -609,24 +616,21 @@ def _gate_fields(result: GateResult) -> dict[str, Any]:
     }
 
 
-def _subject_of(conn: Connection, version_row: Any) -> str:
-    if version_row.sha256:
-        return version_row.sha256
-    return conn.execute(select(_L.subject_sha256).where(_L.seq == version_row.entry_seq)).scalar() or _sha256_text(version_row.name)
+def _mandatory_passes(ledger: SignedLedger, version: str) -> list[dict[str, Any]]:
+    """The latest signed result of each mandatory gate, each a pass, else RegistryError."""
+    latest = ledger.latest_results(version)
+    missing = [gate for gate in MANDATORY_GATES if gate not in latest]
+    failed = [f"{gate} (entry {latest[gate].seq})" for gate in MANDATORY_GATES if gate in latest and not latest[gate].passed]
+    problems = []
+    if missing:
+        problems.append(f"no recorded result for {', '.join(missing)}")
+    if failed:
+        problems.append(f"failed {', '.join(failed)}")
+    if problems:
+        raise RegistryError(f"cannot promote {version}: {'; '.join(problems)}")
+    return [{"gate": gate, "seq": latest[gate].seq, "digest": latest[gate].digest} for gate in MANDATORY_GATES]
 
 
-def _checked_predicate(entry: Any, keys: dict[str, str]) -> dict[str, Any]:
-    """The predicate of a ledger entry whose digest and signature check out, else RegistryError."""
-    try:
-        body, keyid, signature = st.open_envelope(entry.envelope)
-    except st.EnvelopeError as exc:
-        raise RegistryError(f"ledger entry {entry.seq} is unreadable ({exc}); run `gatewise registry verify`") from None
-    public = base64.b64decode(keys.get(keyid, ""))
-    if (
-        st.sha256_hex(body) != entry.digest
-        or keyid_of(public) != keyid
-        or not st.signature_valid(public, body, signature)
-    ):
-        raise RegistryError(f"ledger entry {entry.seq} does not verify; run `gatewise registry verify`")
-    return json.loads(body)["predicate"]
-
+def _measured(value: Any) -> float | None:
+    """A signed measured value as the tables hold it: a number, or None (also for NaN and infinities)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

@@ -18,9 +18,6 @@ and projections load at import: a worker needs neither SQLAlchemy nor the schema
 from __future__ import annotations
 
 import gc
-import os
-import pickle
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -33,8 +30,7 @@ from gatewise.registry import statements as st
 from gatewise.registry.projection import ProjectionError, derive
 from gatewise.registry.statements import MANDATORY_GATES
 
-CHUNK = 1000  # entries per task: large enough to amortize a task, small enough that workers finish together
-PARALLEL_FROM = 20000  # below this many entries, starting processes costs more than it saves
+CHUNK = 1000  # entries per read: large enough to amortize a query, small enough to bound memory
 
 # Reads whole entries back by seq at the end of the pass (cited gate results, waivers,
 # promotions): seqs -> (seq, envelope JSON text) pairs, in any order.
@@ -297,26 +293,6 @@ def _show(value: Any) -> str:
 # -- chunks, in this process or in workers -------------------------------------------------------
 
 
-def run_task(spec: tuple[Any, ...], task: tuple[Any, ...], public_keys: dict[str, bytes], cache: dict[str, Any]) -> ChunkResult:
-    """One task in a worker. ``spec`` is ("db", driver target, queries), ("bundle", path of
-    ledger.jsonl) or ("artifacts", home); the queries come from the caller, so that a worker
-    never loads SQLAlchemy or the schema."""
-    if spec[0] in ("db", "artifacts"):
-        from gatewise.registry import verify_database
-
-        if spec[0] == "artifacts":
-            if hasattr(os, "nice"):
-                os.nice(10)  # mostly waits on the disk; the signature workers come first for the CPU
-            return verify_database.hash_artifacts(Path(spec[1]), task)  # type: ignore[return-value]
-        problems, summaries, rows = verify_database.worker_chunk(spec, task, public_keys, cache)
-    else:
-        from gatewise.registry.bundle import check_lines
-
-        problems, summaries, rows = check_lines(Path(spec[1]), task[0], task[1], task[2], public_keys)
-    # Plain tuples pickle six times faster than named ones; ``absorb`` names them again.
-    return problems, [tuple(summary) for summary in summaries], rows  # type: ignore[misc]
-
-
 def run_chunks(
     spec: tuple[Any, ...],
     tasks: list[tuple[int, ...]],
@@ -324,57 +300,10 @@ def run_chunks(
     workers: int,
     local: Callable[[tuple[int, ...]], ChunkResult],
 ) -> Iterator[ChunkResult]:
-    """The chunks' results in order: checked by ``workers`` processes, or by ``local`` here."""
-    workers = min(workers, len(tasks))
-    if workers <= 1:
-        for task in tasks:
-            yield local(task)
-        return
-    # A separate interpreter per worker (not multiprocessing): the caller's main script is never
-    # re-imported. Worker i checks tasks i, i + n, i + 2n, ... and writes them in that order, so
-    # reading the results in ledger order round-robin over the workers never waits on the wrong pipe.
-    procs: list[subprocess.Popen[bytes]] = []
-    done = 0
-    try:
-        for index in range(workers):
-            procs.append(_spawn(spec, public_keys, tasks[index::workers]))
-        for index in range(len(tasks)):
-            result = pickle.load(procs[index % workers].stdout)  # type: ignore[arg-type]
-            done += 1
-            yield result
-    except (EOFError, OSError, pickle.UnpicklingError):
-        # A worker could not start or died: finish in this process rather than fail the audit.
-        for task in tasks[done:]:
-            yield local(task)
-    finally:
-        for proc in procs:
-            _reap(proc)
-
-
-def _spawn(spec: tuple[Any, ...], public_keys: dict[str, bytes], tasks: list[tuple[Any, ...]]) -> subprocess.Popen[bytes]:
-    """Start a worker on its tasks; it writes one pickled result per task to its stdout."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gatewise.registry.verify_worker"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        assert proc.stdin is not None
-        pickle.dump((spec, public_keys, tasks), proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-        proc.stdin.close()
-    except BaseException:
-        _reap(proc)
-        raise
-    return proc
-
-
-def _reap(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
+    """The chunks' results in order, checked in this process (``spec``, ``public_keys`` and
+    ``workers`` are kept for callers written for the former worker pool)."""
+    for task in tasks:
+        yield local(task)
 
 
 @contextmanager
@@ -391,9 +320,8 @@ def collections_paused() -> Iterator[None]:
 
 
 def worker_count(workers: int | None, entries: int) -> int:
-    if entries < PARALLEL_FROM:
-        return 1
-    return max(1, workers if workers is not None else (os.cpu_count() or 1))
+    """Always 1: verification runs in one process (docs/registry.md has the measurement)."""
+    return 1
 
 
 # -- in order -----------------------------------------------------------------------------------

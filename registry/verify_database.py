@@ -1,10 +1,10 @@
 """`gatewise registry verify`: the verify pass (gatewise.registry.verify) fed the database's rows.
 
-Workers read chunks of the ledger and the projection rows with their driver's own cursors (no
-SQLAlchemy, no schema: the caller hands them the SQL) and compare every row, field by field, with
-the entry it came from. After the pass: rows naming no entry, the mutable ``models`` and
-``artifacts`` tables against what the ledger implies, and the stored artifact files, hashed by a
-process of their own while the entries are checked.
+In one process, chunk by chunk: the ledger and the projection rows are read with the driver's own
+cursors and every row is compared, field by field, with the entry it came from. After the pass:
+a census of every table (keys, NOT NULL columns, duplicates, rows per table against the rows the
+pass matched), the mutable ``models`` and ``artifacts`` tables against what the ledger implies,
+and the stored artifact files.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import functools
 import hashlib
 import operator
 import os
-import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -28,16 +27,12 @@ from gatewise.registry.verify import (
     Problem,
     Reader,
     VerifyReport,
-    _reap,
     _same,
     _show,
-    _spawn,
     _Summary,
     check_entry,
     collections_paused,
     open_envelopes,
-    run_chunks,
-    worker_count,
 )
 
 _ROW_NAMES = {"keys": "keyid", "runs": "run_id", "versions": "name", "promotions": "version",
@@ -83,8 +78,12 @@ def _queries(qmark: bool) -> _Queries:
     return _Queries(ledger, tables)
 
 
-def check_chunk(engine: Any, lo: int, hi: int, public_keys: dict[str, bytes], queries: _Queries | None = None) -> ChunkResult:
-    """Check ledger entries lo..hi and the projection rows they stand for."""
+def check_chunk(
+    engine: Any, lo: int, hi: int, public_keys: dict[str, bytes], queries: _Queries | None = None, matched: dict[str, int] | None = None
+) -> ChunkResult:
+    """Check ledger entries lo..hi and the projection rows they stand for; ``matched`` counts, per
+    table, the rows that stand for an entry (the census compares it with the table's row count)."""
+    matched = {} if matched is None else matched
     problems: list[Problem] = []
     summaries: list[_Summary] = []
     rows_checked = 0
@@ -96,9 +95,14 @@ def check_chunk(engine: Any, lo: int, hi: int, public_keys: dict[str, bytes], qu
         cursor.execute(queries.ledger, (lo, hi))
         entries = cursor.fetchall()
         stored: dict[str, dict[int, tuple[Any, ...]]] = {}
-        for name, (sql, _columns, index) in queries.tables.items():
+        for name, (sql, columns, index) in queries.tables.items():
             cursor.execute(sql, (lo, hi))
-            stored[name] = {row[index]: row for row in cursor.fetchall()}
+            rows = stored[name] = {}
+            for row in cursor.fetchall():
+                if row[index] in rows:  # the first row stays; a reader taking either must not be misled
+                    problems.append(Problem(_row_where(name, dict(zip(columns, row))), f"duplicates the row of entry {row[index]}: one entry, one row", row[index]))
+                    continue
+                rows[row[index]] = row
         cursor.close()
     finally:
         raw.close()
@@ -110,8 +114,9 @@ def check_chunk(engine: Any, lo: int, hi: int, public_keys: dict[str, bytes], qu
         summaries.append(summary)
         after = summary.digest
         if derived_rows is None:
-            for rows in stored.values():  # the entry itself failed; its rows cannot be judged against it
-                rows.pop(seq, None)
+            for name, rows in stored.items():  # the entry itself failed; its rows cannot be judged against it
+                if rows.pop(seq, None) is not None:
+                    matched[name] = matched.get(name, 0) + 1
             continue
         for name, expected in derived_rows.items():
             spec = tables.get(name)
@@ -123,6 +128,7 @@ def check_chunk(engine: Any, lo: int, hi: int, public_keys: dict[str, bytes], qu
                 problems.append(Problem(f"entry {seq} ({summary.label})", f"its {name} row is missing", seq))
                 continue
             rows_checked += 1
+            matched[name] = matched.get(name, 0) + 1
             values = _getter(columns)(expected)
             if values == tuple(row):
                 continue
@@ -159,41 +165,6 @@ def _stored_sha256(home: Path, sha256: Any) -> str:
         os.close(fd)
 
 
-def hash_artifacts(home: Path, shas: Iterable[str]) -> dict[str, str]:
-    """Hash stored artifact files (in a process of their own, whose waits on the disk overlap
-    the signature checks; threads here cost more CPU than they save)."""
-    return {sha: _stored_sha256(home, sha) for sha in shas}
-
-
-class _ArtifactHashes:
-    """The stored artifact files, hashed in a process of their own while the entries are checked
-    (the names come from the ``artifacts`` table; any other file the ledger implies is hashed
-    at the end)."""
-
-    def __init__(self, home: Path, shas: list[str]) -> None:
-        self.proc = None
-        if len(shas) >= 100:  # fewer are hashed at the end in less time than a process starts
-            try:
-                self.proc = _spawn(("artifacts", str(home)), {}, [tuple(shas)])
-            except OSError:
-                self.proc = None
-
-    def get(self) -> dict[str, str]:
-        if self.proc is None:
-            return {}
-        try:
-            return pickle.load(self.proc.stdout)  # type: ignore[arg-type]
-        except (EOFError, OSError, pickle.UnpicklingError):
-            return {}  # hashed at the end instead
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.proc is not None:
-            _reap(self.proc)
-            self.proc = None
-
-
 @functools.cache
 def _getter(columns: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     return operator.itemgetter(*columns)
@@ -213,50 +184,6 @@ def _row_differences(name: str, columns: tuple[str, ...], row: tuple[Any, ...], 
     return found
 
 
-def worker_chunk(spec: tuple[Any, ...], task: tuple[Any, ...], public_keys: dict[str, bytes], cache: dict[str, Any]) -> ChunkResult:
-    """A chunk in a worker, on the worker's one driver connection (kept in ``cache``)."""
-    _, target, queries = spec
-    source = cache.get("db")
-    if source is None:
-        source = cache["db"] = _Direct(target)
-    return check_chunk(source, task[0], task[1], public_keys, queries)
-
-
-def dbapi_target(engine: Any) -> tuple[str, str]:
-    """How a worker connects with the bare driver (sqlite3 or psycopg), without SQLAlchemy."""
-    url = engine.url
-    if url.get_backend_name() == "sqlite":
-        return ("sqlite", url.database)
-    return ("postgresql", url.set(drivername="postgresql").render_as_string(hide_password=False))
-
-
-class _Direct:
-    """A worker's one DB-API connection, lent to ``check_chunk`` as an engine lends its pool's."""
-
-    def __init__(self, target: tuple[str, str]) -> None:
-        kind, where = target
-        if kind == "sqlite":
-            import sqlite3
-
-            self.conn = sqlite3.connect(where, timeout=60, isolation_level=None)
-        else:
-            import psycopg
-
-            self.conn = psycopg.connect(where, autocommit=True)
-
-    def raw_connection(self) -> _Direct:
-        return self
-
-    def cursor(self) -> Any:
-        return self.conn.cursor()
-
-    def close(self) -> None:
-        pass  # kept for the next chunk; ``dispose`` closes it
-
-    def dispose(self) -> None:
-        self.conn.close()
-
-
 # -- the registry database -------------------------------------------------------------------------
 
 
@@ -267,10 +194,10 @@ def verify_registry(
     *,
     check_artifacts: bool = True,
     trusted_keys: Iterable[str] = (),
-    workers: int | None = None,
     receipts: Iterable[Path] = (),
 ) -> VerifyReport:
-    """Verify the registry database; also against ``<home>/head.json`` and any ``receipts`` given."""
+    """Verify the registry database, against ``<home>/head.json`` (which must be there and name the
+    ledger's head) and against any older ``receipts`` an auditor kept (which may lag; that is said)."""
     from gatewise.registry import receipt
     from gatewise.registry.database import db_errors
     from gatewise.registry.schema import LedgerEntry
@@ -279,41 +206,24 @@ def verify_registry(
     started = time.perf_counter()
     led = LedgerEntry.__table__.c
     # Receipts are read before the ledger, so that an append meanwhile never puts one ahead of it.
-    kept = receipt.load_receipts([receipt.receipt_path(home), *receipts], required=False)
-    files = _ArtifactHashes(Path(home), [])
-    try:
-        with db_errors(url):
-            with engine.connect() as conn:
-                lo, hi, count = conn.execute(select(func.min(led.seq), func.max(led.seq), func.count())).one()
-                public_keys = _table_keys(conn)
-                if check_artifacts:
-                    files = _ArtifactHashes(Path(home), _stored_artifacts(conn))
-            state = InOrder(trusted_keys, watch=receipt.watched_seqs(kept))
-            if count:
-                chunk = pass_.CHUNK
-                tasks = [(start, min(start + chunk - 1, hi)) for start in range(int(lo), int(hi) + 1, chunk)]
-                in_memory = engine.url.database in (None, "", ":memory:")
-                queries = _queries(engine.dialect.paramstyle == "qmark")
-                with collections_paused():
-                    for result in run_chunks(
-                        ("db", dbapi_target(engine), queries), tasks, public_keys, 1 if in_memory else worker_count(workers, int(count)),
-                        lambda task: check_chunk(engine, task[0], task[1], public_keys, queries),
-                    ):
-                        state.absorb(result)
-            with engine.connect() as conn:
-                state.finish(_database_reader(conn))
-                _DatabaseChecks(state, conn).run(home, check_artifacts, hi=int(hi or 0), hashed=files.get())
-    finally:
-        files.close()
-    checked = receipt.check_receipts(kept, state)
+    kept = receipt.load_receipts([receipt.receipt_path(home)], required=True)
+    kept += receipt.load_receipts(receipts, required=True)
+    matched: dict[str, int] = {}
+    with db_errors(url):
+        with engine.connect() as conn:
+            lo, hi = conn.execute(select(func.min(led.seq), func.max(led.seq))).one()
+            public_keys = _table_keys(conn)
+        state = InOrder(trusted_keys, watch=receipt.watched_seqs(kept))
+        if hi is not None:
+            queries = _queries(engine.dialect.paramstyle == "qmark")
+            with collections_paused():
+                for start in range(int(lo), int(hi) + 1, pass_.CHUNK):
+                    state.absorb(check_chunk(engine, start, min(start + pass_.CHUNK - 1, int(hi)), public_keys, queries, matched))
+        with engine.connect() as conn:
+            state.finish(_database_reader(conn))
+            _DatabaseChecks(state, conn, matched).run(home, check_artifacts, hi=int(hi or 0))
+    checked = receipt.check_receipts(kept, state, current=1)
     return state.report(started, checked)
-
-
-def _stored_artifacts(conn: Any) -> list[str]:
-    from gatewise.registry.schema import ArtifactRow
-    from sqlalchemy import select
-
-    return [sha for (sha,) in conn.execute(select(ArtifactRow.__table__.c.sha256)) if isinstance(sha, str)]
 
 
 def _table_keys(conn: Any) -> dict[str, bytes]:
@@ -351,16 +261,19 @@ def _database_reader(conn: Any) -> Reader:
 
 
 class _DatabaseChecks:
-    """After the pass: rows naming no entry, the ``models`` and ``artifacts`` tables, the artifact files."""
+    """After the pass: the census of every table, rows naming no entry, the ``models`` and
+    ``artifacts`` tables, the artifact files."""
 
-    def __init__(self, state: InOrder, conn: Any) -> None:
+    def __init__(self, state: InOrder, conn: Any, matched: dict[str, int]) -> None:
         self.state = state
         self.conn = conn
+        self.matched = matched
 
-    def run(self, home: Path, check_files: bool, hi: int, hashed: dict[str, str]) -> None:
+    def run(self, home: Path, check_files: bool, hi: int) -> None:
         self._orphans(hi)
         self._models()
-        self._artifacts(home, check_files, hashed)
+        self._artifacts(home, check_files)
+        self._census()
 
     def _orphans(self, hi: int) -> None:
         from gatewise.registry.schema import ENTRY_TABLES
@@ -374,18 +287,48 @@ class _DatabaseChecks:
                 data = row._asdict()
                 self.state.problems.append(Problem(_row_where(name, data), f"row names ledger entry {data['entry_seq']}, which does not exist", None))
 
+    def _census(self) -> None:
+        """Every table: no NULL where the schema says NOT NULL, no duplicate keys, and as many rows
+        as the pass matched to signed entries. A row the pass never met (a NULL key, a duplicate
+        placed first, an extra row) is named here, so that no row escapes verification."""
+        from gatewise.registry.schema import ENTRY_TABLES, LedgerEntry, ModelRow
+        from sqlalchemy import func, or_, select
+
+        problems = self.state.problems
+        tables = {"ledger": LedgerEntry, "models": ModelRow, **ENTRY_TABLES}
+        for name, model in tables.items():
+            table = model.__table__
+            required = [c for c in table.columns if not c.nullable or c.primary_key]
+            for row in self.conn.execute(select(table).where(or_(*(c.is_(None) for c in required))).limit(20)):
+                data = row._asdict()
+                empty = ", ".join(c.name for c in required if data[c.name] is None)
+                problems.append(Problem(_census_where(name, data), f"NULL in {empty}, which the schema requires: no signed entry stands for this row"))
+            for key in _keys(table):
+                duplicated = select(*key, func.count().label("n")).group_by(*key).having(func.count() > 1).limit(20)
+                for row in self.conn.execute(duplicated):
+                    shown = ", ".join(f"{c.name}={_show(v)}" for c, v in zip(key, row))
+                    problems.append(Problem(f"{name} table", f"{row.n} rows share the key {shown}: a key must be unique"))
+            total = self.conn.execute(select(func.count()).select_from(table)).scalar() or 0
+            expected = self.state.entries if name == "ledger" else self.matched.get(name, 0)
+            if total != expected:
+                what = "entries checked" if name == "ledger" else "rows match a signed entry"
+                problems.append(Problem(f"{name} table", f"holds {total} rows but {expected} {what}: {total - expected:+d} row(s)"))
+
     def _models(self) -> None:
         from gatewise.registry.schema import ModelRow
         from sqlalchemy import select
 
         problems = self.state.problems
-        stored = {row.name: row._asdict() for row in self.conn.execute(select(ModelRow.__table__))}
+        stored: dict[Any, dict[str, Any]] = {}
+        for row in self.conn.execute(select(ModelRow.__table__)):
+            stored.setdefault(row.name, row._asdict())  # a duplicate is named by the census
         for name, expected in self.state.models.items():
             row = stored.pop(name, None)
             if row is None:
                 problems.append(Problem(f"models row {name}", "is missing", expected["created_seq"]))
                 continue
             self.state.rows_checked += 1
+            self.matched["models"] = self.matched.get("models", 0) + 1
             for column, value in expected.items():
                 if not _same(row[column], value):
                     problems.append(
@@ -394,14 +337,16 @@ class _DatabaseChecks:
         for name in stored:
             problems.append(Problem(f"models row {name}", "no ledger entry names this model"))
 
-    def _artifacts(self, home: Path, check_files: bool, hashed: dict[str, str]) -> None:
+    def _artifacts(self, home: Path, check_files: bool) -> None:
         from gatewise.registry.schema import ArtifactRow
 
         problems = self.state.problems
         columns = ("sha256", "size_bytes", "path", "entry_seq")
         # Plain rows: one per candidate, so as many as a tenth of the ledger.
         cursor = self.conn.exec_driver_sql(f"SELECT {', '.join(columns)} FROM {ArtifactRow.__tablename__}")
-        stored = {row[0]: dict(zip(columns, row)) for row in cursor}
+        stored: dict[Any, dict[str, Any]] = {}
+        for row in cursor:
+            stored.setdefault(row[0], dict(zip(columns, row)))  # a duplicate is named by the census
         for sha, expected in self.state.artifacts.items():
             version = expected.pop("version")
             row = stored.pop(sha, None)
@@ -409,15 +354,14 @@ class _DatabaseChecks:
                 problems.append(Problem(f"artifacts row {sha[:16]}... ({version})", "is missing", expected["entry_seq"]))
             else:
                 self.state.rows_checked += 1
+                self.matched["artifacts"] = self.matched.get("artifacts", 0) + 1
                 if row != expected:
                     for column, value in expected.items():
                         if not _same(row[column], value):
                             problems.append(Problem(f"artifacts row {sha[:16]}... ({version})", f"field {column} is {_show(row[column])} in the table but {_show(value)} in signed entry {expected['entry_seq']}", expected["entry_seq"]))
             if check_files:
                 self.state.artifacts_checked += 1
-                actual = hashed.get(sha)
-                if actual is None:
-                    actual = _stored_sha256(home, sha)
+                actual = _stored_sha256(home, sha)
                 if actual == sha:
                     continue
                 where = f"artifact {sha}.onnx ({version}, entry {expected['entry_seq']})"
@@ -427,3 +371,21 @@ class _DatabaseChecks:
                     problems.append(Problem(where, f"file bytes have sha256 {actual[:16]}...: the artifact was replaced or damaged", expected["entry_seq"]))
         for sha, row in stored.items():
             problems.append(Problem(f"artifacts row {sha[:16]}...", "no signed candidate entry has these bytes", row.get("entry_seq")))
+
+
+def _keys(table: Any) -> list[list[Any]]:
+    """The column sets that must be unique: the primary key, unique columns, unique indexes."""
+    keys = [list(table.primary_key.columns)] if len(table.primary_key.columns) else []
+    keys += [[c] for c in table.columns if c.unique]
+    keys += [list(index.columns) for index in table.indexes if index.unique]
+    return keys
+
+
+def _census_where(table: str, row: dict[str, Any]) -> str:
+    if table == "ledger":
+        return f"ledger row seq={row.get('seq')} (digest {str(row.get('digest'))[:16]}...)"
+    if table == "models":
+        return f"models row {row.get('name')}"
+    if table == "artifacts":
+        return f"artifacts row {str(row.get('sha256'))[:16]}... entry_seq={row.get('entry_seq')}"
+    return _row_where(table, row)

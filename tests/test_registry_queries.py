@@ -155,6 +155,7 @@ def cli_home(tmp_path, monkeypatch):
     monkeypatch.setenv("GATEWISE_HOME", str(home))
     monkeypatch.delenv("GATEWISE_REGISTRY_URL", raising=False)
     registry, versions = busy(Backend(home, None), tmp_path)
+    assert registry.verify().ok  # read commands stay quiet on a verified registry
     registry.close()
     return home, versions
 

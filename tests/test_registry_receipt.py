@@ -111,7 +111,7 @@ def test_an_edited_or_foreign_receipt_is_named(tmp_path):
     assert problem.startswith(f"head receipt {path}: cannot be read: envelope is not JSON")
 
 
-def test_the_receipt_never_moves_backwards_and_a_missing_one_is_no_problem(tmp_path):
+def test_the_receipt_never_moves_backwards_and_a_missing_one_fails(tmp_path):
     backend = Backend(tmp_path / "home", None)
     registry, _ = populated(backend, tmp_path)
     path = backend.home / "head.json"
@@ -122,7 +122,7 @@ def test_the_receipt_never_moves_backwards_and_a_missing_one_is_no_problem(tmp_p
     assert path.read_text() == newest
     path.unlink()
     report = registry.verify()
-    assert report.ok and report.receipts == []
+    assert not report.ok and [str(p) for p in report.problems] == [f"head receipt {path}: is missing"]
 
 
 def test_concurrent_writers_leave_the_newest_receipt(tmp_path):

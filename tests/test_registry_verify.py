@@ -181,24 +181,18 @@ def _problems_with(registry, **kwargs):
     return [str(p) for p in report.problems]
 
 
-def test_parallel_workers_find_the_same_problems(backend, tmp_path, monkeypatch):
-    from gatewise.registry import verify, verify_database
+def test_chunk_boundaries_hide_nothing(backend, tmp_path, monkeypatch):
+    from gatewise.registry import verify
 
     registry, v = populated(backend, tmp_path)
     seq = _seq_of(backend, v["parent"], "fairness")
     backend.sql("UPDATE gate_results SET passed = NOT passed WHERE entry_seq = ?", seq)
     _edit_payload(backend, seq + 2, lambda p: p.update(value=0.01))
-    serial = registry.verify(workers=1)
-    monkeypatch.setattr(verify, "PARALLEL_FROM", 1)
+    whole = registry.verify()
     monkeypatch.setattr(verify, "CHUNK", 3)
-
-    def not_here(*args):
-        raise AssertionError("chunks must be checked in the worker processes")
-
-    monkeypatch.setattr(verify_database, "check_chunk", not_here)
-    parallel = registry.verify(workers=2)
-    assert not parallel.ok and parallel.problems == serial.problems
-    assert parallel.entries_checked == serial.entries_checked == 16
+    chunked = registry.verify()
+    assert not chunked.ok and chunked.problems == whole.problems
+    assert chunked.entries_checked == whole.entries_checked == 16
 
 
 def test_problems_unpack_as_where_and_what(backend, tmp_path):
