@@ -40,6 +40,7 @@ def test_no_module_defines_exit_codes_of_its_own():
     pattern = re.compile(r"^\s*(\w*EXIT\w*|VERIFY_FAILED|exit_code)\s*(:[^=]+)?=\s*\d", re.MULTILINE)
     found = [f"{path.relative_to(ROOT)}: {m.group(0).strip()}"
              for folder in ("core", "flows", "gates", "plugins", "registry") for path in sorted((ROOT / folder).glob("*.py"))
+             if path != ROOT / "core" / "errors.py"  # the enum itself
              for m in pattern.finditer(path.read_text())]
     assert found == []
 
