@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -93,6 +94,7 @@ def _bind(host: str, port: int) -> socket.socket:
         listener = socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
+        listener.listen(2048)  # clients queue here while the first version loads, instead of being refused
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     listener.set_inheritable(True)
@@ -129,4 +131,17 @@ def _serve_forever(registry: Any, model: str, listener: socket.socket, args: arg
                 model, shown, port, model, options.max_batch, options.max_wait_ms, options.poll_s,
                 "; logging inputs" if options.log_inputs else "")
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=10)
-    uvicorn.Server(config).run(sockets=[listener])
+    # uvicorn stops gracefully on SIGINT or SIGTERM, then re-raises the signal; both end here as a
+    # KeyboardInterrupt after the graceful stop, and a stop that was asked for exits 0.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        uvicorn.Server(config).run(sockets=[listener])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    log.warning("stopped")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
