@@ -310,8 +310,12 @@ class DecisionChecks:
         self.waivers: dict[int, tuple[str | None, str, dict[str, tuple[Any, Any]]]] = {}
         self.citations: list[_Citation] = []
 
-    def take(self, seq: int, digest: str | None, f: DecisionFacts, versions: dict[str, tuple[str, str]], models: dict[str, dict[str, Any]]) -> list[str]:
-        """Check one decision entry; ``models`` (the replayed production aliases) is updated."""
+    def take(
+        self, seq: int, digest: str | None, f: DecisionFacts, versions: dict[str, tuple[str, str]], models: dict[str, dict[str, Any]],
+        latest: dict[tuple[str, str], tuple[int, Any, bool]] | None = None,
+    ) -> list[str]:
+        """Check one decision entry; ``models`` (the replayed production aliases) is updated;
+        ``latest`` is the latest result so far of each (version, gate)."""
         problems = []
         label = f"{'promotion' if f.kind == 'promotion' else f.kind} {f.version}"
         if versions.get(f.version) != (f.model, "ok"):
@@ -329,6 +333,12 @@ class DecisionChecks:
             problems.append(f"says the previous production version was {f.previous}, the ledger says {current}")
         if f.kind == "promotion":
             problems.extend(self._promotion(seq, label, f))
+            from gatewise.registry.verify import stale_citation
+
+            for gate, gate_seq, *_ in f.gates:
+                stale = stale_citation((latest or {}).get((f.version, gate)), gate, gate_seq, f.version)
+                if stale:
+                    problems.append(stale)
         else:
             if f.version == current:
                 problems.append(f"rolls back to {f.version}, which is already in production")

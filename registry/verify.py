@@ -18,6 +18,7 @@ and projections load at import: a worker needs neither SQLAlchemy nor the schema
 from __future__ import annotations
 
 import gc
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -101,6 +102,7 @@ class _Summary(NamedTuple):
     facts: Any  # type-specific facts for the in-order checks
     unverified: tuple[bytes, bytes] | None = None  # (payload, signature) when sig_ok is None
     artifact: dict[str, Any] | None = None
+    time: Any = None  # the signed ledger time
 
     @property
     def label(self) -> str:
@@ -116,6 +118,7 @@ class _Summary(NamedTuple):
 ChunkResult = tuple[list[Problem], list[_Summary], int]
 
 FIRST = object()  # ``check_entry(after=...)`` for the first entry of a chunk: no link to check there
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")  # how the ledger signs times (UTC)
 
 
 # -- one entry on its own (the same for the database and a bundle) ------------------------------
@@ -225,6 +228,7 @@ def check_entry(
         facts,
         (body, signature) if sig_ok is None else None,
         derived.artifact,
+        signed_time,
     )
     if linked and after is not None and signed_prev != after:
         found.append(f"signed prev digest {str(signed_prev)[:16]}... is not the digest of entry {seq - 1} ({after[:16]}...): the chain is broken here")
@@ -271,6 +275,15 @@ def _facts(predicate_type: str, p: dict[str, Any], derived: Any) -> Any:
     if predicate_type == st.DATA_REJECTED:
         return (derived.model, p["gate"])
     return (derived.model,)
+
+
+def stale_citation(latest: tuple[int, Any, bool] | None, gate: str, cited: Any, version: str) -> str | None:
+    """Why a promotion citing entry ``cited`` for ``gate`` does not cite the latest result of that
+    gate on ``version`` before it (``latest``: (seq, digest, passed) of that result), or None."""
+    if latest is None or latest[0] == cited:
+        return None
+    verdict = "passed" if latest[2] else "failed"
+    return f"cites entry {cited} for {gate}, but the latest result of {gate} for {version} before it is entry {latest[0]} ({verdict})"
 
 
 def _label(predicate_type: Any, ref: Any) -> str:
@@ -359,6 +372,7 @@ class InOrder:
         self.latest: dict[tuple[str, str], tuple[int, str | None, bool]] = {}
         self.citations: list[tuple[int, str, str, Any, Any]] = []  # (promotion seq, version, gate, cited seq, digest)
         self.watch = set(watch)  # seqs whose digests the head receipts name
+        self.time = ""  # the newest signed time so far: times never go backwards
         self.watched: dict[int, str | None] = {}
 
     @property
@@ -395,6 +409,8 @@ class InOrder:
             self.watched[s.seq] = s.digest
         if s.predicate_type is None or s.facts is None:
             return
+        if s.time is not None:
+            self._check_time(s)
         if s.sig_ok is None or (s.keyid, s.predicate_type) not in self.signers:
             self._check_signer(s)
         if s.predicate_type == st.GATE_RESULT:  # most entries: kept short
@@ -417,7 +433,7 @@ class InOrder:
         elif s.predicate_type == st.PROMOTION:
             self._promotion(s)
         elif s.predicate_type in st.DECISION_TYPES:
-            for what in self.decisions.take(s.seq, s.digest, s.facts, self.versions, self.models):
+            for what in self.decisions.take(s.seq, s.digest, s.facts, self.versions, self.models, self.latest):
                 self.fail(s, what)
         if s.predicate_type in (st.RUN, st.CANDIDATE, st.DATA_REJECTED, st.PROMOTION):
             model = s.facts[1] if s.predicate_type in (st.CANDIDATE, st.PROMOTION) else s.facts[0]
@@ -425,6 +441,16 @@ class InOrder:
                 self.models[model] = {"name": model, "created_seq": s.seq, "production_version": None, "production_seq": None}
             if s.predicate_type == st.PROMOTION:
                 self.models[model].update(production_version=s.facts[0], production_seq=s.seq)
+
+    def _check_time(self, s: _Summary) -> None:
+        """Signed times never go backwards. A cited entry always comes earlier in the chain (checked
+        with each citation), so no entry is dated before the entries it cites either."""
+        if type(s.time) is not str or not _TIME.fullmatch(s.time):
+            self.fail(s, f"signed time {_show(s.time)} is not a UTC time of the form 2026-11-20T10:00:00.000000Z")
+            return
+        if s.time < self.time:
+            self.fail(s, f"is dated {s.time}, before entry {s.seq - 1} ({self.time}): entry times never go backwards (backdated?)")
+        self.time = max(self.time, s.time)
 
     def _promotion(self, s: _Summary) -> None:
         """A promotion must rely on earlier signed passes of every mandatory gate for its version."""
@@ -438,6 +464,9 @@ class InOrder:
         if missing:
             self.fail(s, f"relies on no result for {', '.join(missing)}")
         for gate, gate_seq, gate_digest in relied:
+            stale = stale_citation(self.latest.get((version, gate)), gate, gate_seq, version)
+            if stale:
+                self.fail(s, stale)
             if type(gate_seq) is int and self.latest.get((version, gate)) == (gate_seq, gate_digest, True):
                 continue
             self.citations.append((s.seq, version, gate, gate_seq, gate_digest))

@@ -244,23 +244,17 @@ def test_keys_json_records_rotations_and_revocations(home, tmp_path):
                             f"but entry {revoked_at} was signed at {_signed_time(bundle, revoked_at)}")
 
 
-def test_workers_find_the_same_problems_in_a_bundle(bundle, monkeypatch):
+def test_chunk_boundaries_hide_nothing_in_a_bundle(bundle, monkeypatch):
     from gatewise.registry import bundle as bundle_module
     from gatewise.registry import verify
 
     lines = _lines(bundle)
     lines[3]["digest"] = "0" * 64
     _write_lines(bundle, [json.dumps(line) for line in lines[:9]] + ["garbage"] + [json.dumps(line) for line in lines[10:]])
-    serial = verify_bundle(bundle, workers=1)
-    monkeypatch.setattr(verify, "PARALLEL_FROM", 1)
+    serial = verify_bundle(bundle)
     monkeypatch.setattr(verify, "CHUNK", 3)
     monkeypatch.setattr(bundle_module, "CHUNK", 3)
-
-    def not_here(*args):
-        raise AssertionError("chunks must be checked in the worker processes")
-
-    monkeypatch.setattr(bundle_module, "check_lines", not_here)
-    parallel = verify_bundle(bundle, workers=2)
+    parallel = verify_bundle(bundle)
     assert not parallel.ok and parallel.problems == serial.problems
     assert parallel.entries_checked == serial.entries_checked == 15
     [unreadable] = [str(p) for p in parallel.problems if "line 10" in str(p) or "missing" in str(p)]
