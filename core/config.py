@@ -7,7 +7,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -49,7 +49,7 @@ class RegistrySettings(_Strict):
 
 
 class RunSettings(_Strict):
-    task_runner: str = Field("threads", description="Prefect task runner for the candidates' compressors and gates: 'threads' or 'dask'.")
+    task_runner: Literal["threads", "dask"] = Field("threads", description="Prefect task runner for the candidates' compressors and gates: 'threads' (in this process) or 'dask' (prefect-dask; pip install 'gatewise[dask]').")
     address: str | None = Field(None, description="Address of an existing Dask scheduler (tcp://host:8786) for task_runner 'dask'; a local cluster when unset.")
 
 
