@@ -53,10 +53,12 @@ def _deploy(args: argparse.Namespace) -> int:
         raise UsageError(f"unexpected argument {args.directory}: `gatewise deploy VERSION` takes --target and --dir")
     if args.trusted_key:
         raise UsageError("--trusted-key belongs to `gatewise deploy verify DIR`")
-    from gatewise.config import load_settings
+    from gatewise.config import load_settings, resolve_registry_url
     from gatewise.flows.deploy import check_deployers, deploy_version
 
-    settings = load_settings(args.config).deploy
+    full = load_settings(args.config)
+    args.url = resolve_registry_url(args.url, settings=full)  # --url, the variable, then [registry] url of --config
+    settings = full.deploy
     names = list(dict.fromkeys(args.target)) or list(settings.deployers)
     params = {name: dict(settings.params.get(name, {})) for name in names}
     if args.dir is not None:

@@ -28,7 +28,7 @@ _MEANINGS = {
     ExitCode.ERROR: "internal error (a bug or an environment failure; GATEWISE_DEBUG=1 shows the traceback)",
     ExitCode.USAGE: "bad input: an unknown option or key, a bad value, a missing file or registry",
     ExitCode.BLOCKED: "gates blocked the promotion (a run, or a promote with an unwaived failure)",
-    ExitCode.VERIFY_FAILED: "verification found a problem (registry verify, audit verify)",
+    ExitCode.VERIFY_FAILED: "verification found a problem (registry verify, audit verify, deploy verify)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 

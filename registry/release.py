@@ -23,11 +23,9 @@ from gatewise import deploy_bundle as layout
 from gatewise.errors import GatewiseError, RegistryError, UsageError
 from gatewise.registry import statements as st
 from gatewise.registry.keys import keyid_of
+from gatewise.registry.signed import MOVES, PROMOTIONS
 from gatewise.registry.verify import Problem
 from gatewise.types import sha256_file
-
-MOVES = (st.PROMOTION, st.PROMOTION_V2, st.ROLLBACK)  # entries that move the production alias
-PROMOTIONS = (st.PROMOTION, st.PROMOTION_V2)
 
 
 class Opened(NamedTuple):
