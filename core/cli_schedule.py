@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from gatewise.cli_common import print_json, print_table
-from gatewise.errors import UsageError
+from gatewise.errors import ExitCode, UsageError
 
-EXIT_OK = 0
 DEFAULT_NAME = "scheduled"
 
 
@@ -90,7 +89,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         else:
             print(f"scheduled {request.full_name} ({when}) on {url}: work pool '{args.work_pool}' runs it; "
                   f"`gatewise schedule rm {name}` removes it")
-        return EXIT_OK
+        return ExitCode.OK
     print(f"serving {request.full_name} ({when}) on {url} from this process; Ctrl-C stops serving "
           f"(`gatewise schedule rm {name}` removes it from the server)", flush=True)
     try:
@@ -98,7 +97,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass  # Prefect pauses the deployment as it stops serving
     print(f"stopped serving {request.full_name}; it stays on the server, paused, until `gatewise schedule rm {name}`")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def retrain_parameters(args: argparse.Namespace) -> dict[str, Any]:
@@ -174,14 +173,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
     schedules = list_schedules()
     if args.json:
         print_json({"schedules": [s.__dict__ for s in schedules]})
-        return EXIT_OK
+        return ExitCode.OK
     if not schedules:
         print("no schedules: `gatewise schedule --cron EXPR` creates one")
-        return EXIT_OK
+        return ExitCode.OK
     rows = [[s.name, s.schedule + (" (paused)" if s.paused else ""), s.runs_on, s.status,
              s.parameters.get("data") or s.parameters.get("current") or "-"] for s in schedules]
     print_table(["schedule", "when", "runs on", "status", "data"], rows)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
@@ -194,4 +193,4 @@ def cmd_rm(args: argparse.Namespace) -> int:
         print_json({"removed": removed.name, "id": removed.id})
     else:
         print(f"removed {removed.name}" + ("" if removed.runs_on != "served" else "; stop the process that serves it too"))
-    return EXIT_OK
+    return ExitCode.OK
