@@ -74,6 +74,7 @@ def deploy_version(
     from gatewise.registry.statements import jsonable
 
     plugins = plugins or load_plugins()
+    registry.version(version)  # an unknown version is bad input: nothing to deploy, nothing recorded
     try:
         release, refused = gather_release(registry, version), None
     except GatewiseError as exc:
@@ -93,8 +94,8 @@ def deploy_version(
                 target, detail, outcome = str(result.target), jsonable(dict(result.detail)), "deployed"
             except Exception as exc:  # noqa: BLE001 - deployers are isolated: the failure is recorded
                 target, detail = name, {"error": _one_line(exc)}
-        if outcome == "failed":
-            log.warning("deployer %s failed for %s: %s", name, version, detail["error"])
+        if outcome == "failed":  # the caller prints it and the ledger keeps it; the log only traces it
+            log.info("deployer %s failed for %s: %s", name, version, detail["error"])
         entry = record_deployment(
             registry, version, target=target, outcome=outcome, detail=detail,
             deployer={"name": info.name, "version": info.version, "distribution": info.distribution, "code_sha256": info.code_sha256},

@@ -188,3 +188,28 @@ def test_builtin_deployers_satisfy_the_protocol_and_are_documented():
         assert f"`{name}`" in text
     for field_name in BundleParams.model_fields:
         assert f"`{field_name}`" in text
+
+
+def test_a_bad_deploy_config_stops_the_run_before_anything_is_recorded(tmp_path):
+    config = tmp_path / "gatewise.toml"
+    config.write_text('[deploy]\ndeployers = ["local", "bundle"]\n')
+    done = gatewise(tmp_path / "home", "run", "--config", str(config))
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("gatewise: error: deployer 'bundle' needs a folder: set dir = \"PATH\" in "
+                                   "[deploy.params.bundle] (or pass --dir)")
+    assert not (tmp_path / "home" / "registry.db").exists()
+
+
+def test_deploy_by_hand_names_what_is_wrong_in_one_line(promoted, tmp_path):
+    home, registry, version = promoted
+    unknown = gatewise(home, "deploy", "arrests:v9", "--target", "local")
+    assert unknown.returncode == 2 and unknown.stderr.startswith("gatewise: error: unknown version 'arrests:v9'")
+    newer = register(registry, tmp_path / "in", "run-2", 0.7)
+    not_live = gatewise(home, "deploy", newer, "--target", "local")
+    assert not_live.returncode == 1
+    assert not_live.stdout.strip().startswith(f"deployment of {newer} with local FAILED (entry ")
+    assert f"is not the production version of arrests (production: {version})" in not_live.stdout
+    mixed = gatewise(home, "deploy", "verify", str(tmp_path), "--target", "bundle")
+    assert mixed.returncode == 2 and "reads only the folder" in mixed.stderr
+    no_bundle_target = gatewise(home, "deploy", version, "--dir", str(tmp_path / "out"))
+    assert no_bundle_target.returncode == 2 and "--dir is the bundle deployer's folder: add --target bundle" in no_bundle_target.stderr
