@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 from gatewise.cli import main
 from gatewise.registry.bundle import export_registry, verify_bundle
+from gatewise.registry.keys import key_path, read_key
+from gatewise.registry.ledger import utc_now
+from gatewise.registry.receipt import make_receipt
 from test_registry_support import EVIDENCE, Backend, backend, populated, verdicts  # noqa: F401  (backend is a fixture)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "audit.md"
@@ -169,13 +172,15 @@ def test_a_kept_receipt_catches_what_a_later_bundle_hides(home, tmp_path, capsys
     kept = tmp_path / "receipt-kept.json"
     assert main(["registry", "head"]) == 0
     kept.write_text(capsys.readouterr().out)
-    # the intruder deletes the newest entries, their rows and the receipt on the machine
+    # the intruder, holding the pipeline key, deletes the newest entries and their rows and signs
+    # a receipt for the cut head: the machine shows nothing wrong
     backend.sql("DELETE FROM ledger WHERE seq > 14")
     backend.sql("DELETE FROM gate_results WHERE entry_seq > 14")
     backend.sql("DELETE FROM promotions WHERE entry_seq > 14")
     backend.sql("UPDATE models SET production_version = NULL, production_seq = NULL")
-    (home / "head.json").unlink()
-    assert main(["registry", "export", "--bundle", str(tmp_path / "later")]) == 0  # signs a receipt for head 14
+    [(digest,)] = backend.sql("SELECT digest FROM ledger WHERE seq = 14")
+    (home / "head.json").write_text(make_receipt(read_key(key_path(home)), 14, digest, utc_now()))
+    assert main(["registry", "export", "--bundle", str(tmp_path / "later")]) == 0
     capsys.readouterr()
     assert _audit(capsys, tmp_path / "later")[0] == 0  # consistent on its own
     code, out = _audit(capsys, tmp_path / "later", "--receipt", kept)
