@@ -213,3 +213,22 @@ def test_deploy_by_hand_names_what_is_wrong_in_one_line(promoted, tmp_path):
     assert mixed.returncode == 2 and "reads only the folder" in mixed.stderr
     no_bundle_target = gatewise(home, "deploy", version, "--dir", str(tmp_path / "out"))
     assert no_bundle_target.returncode == 2 and "--dir is the bundle deployer's folder: add --target bundle" in no_bundle_target.stderr
+
+
+def test_a_waived_promotion_bundles_the_waiver_and_the_approvers_key(promoted, tmp_path):
+    home, registry, first = promoted
+    waived = register(registry, tmp_path / "in", "run-2", 0.7, failing="fairness")
+    registry.introduce_approver("alice")
+    registry.approve_promotion(waived, approver="alice", reason="accepted by the review board", waive=["fairness"])
+    (outcome,) = deploy_version(registry, waived, ["bundle"], {"bundle": {"dir": str(tmp_path / "out")}}, builtins())
+    assert outcome.deployed, outcome.detail
+    kinds = [p.name.split("-", 1)[1] for p in sorted((Path(outcome.target) / "entries").iterdir())]
+    assert {"key-v2.dsse.json", "waiver-v1.dsse.json", "promotion-v2.dsse.json"} <= set(kinds)
+    done = gatewise(home, "deploy", "verify", outcome.target)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Without the waiver, the failed fairness result stands uncovered.
+    next(p for p in (Path(outcome.target) / "entries").iterdir() if "-waiver-" in p.name).unlink()
+    done = gatewise(home, "deploy", "verify", outcome.target)
+    assert done.returncode == 4
+    assert any("relies on a failed fairness result" in line and "no verified waiver in the bundle covers" in line
+               for line in done.stdout.splitlines())
