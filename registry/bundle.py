@@ -86,8 +86,15 @@ def export_registry(home: Path, url: str | None, directory: Path) -> ExportSumma
     """
     from gatewise.registry.registry import Registry
 
+    from gatewise.registry.verify import VerificationFailed
+
     target = _new_target(Path(directory))
     with Registry.open(home, url, create=False) as registry:
+        # Nothing is signed or written over a ledger that does not verify (a cut-off one included).
+        report = registry.verify(check_artifacts=False)
+        if not report.ok:
+            raise VerificationFailed(f"not exported: the registry does not verify ({report.problems[0]}; "
+                                     f"{len(report.problems)} problem(s) in all): run `gatewise registry verify`")
         return export_bundle(registry._engine, registry.url, registry.home, target)
 
 

@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Connection, Select, select, text, union_all
 
-from gatewise.errors import UsageError
+from gatewise.errors import RegistryError, UsageError
 from gatewise.registry.database import db_errors
 from gatewise.registry.schema import GateResultRow, ModelRow, PromotionRow
 from gatewise.registry import statements as st
@@ -207,8 +207,32 @@ def gate_results(registry: Registry, where: GateFilter = GateFilter(), limit: in
     with _reading(registry) as conn:
         _check_names(conn, where)
         rows = list(conn.execute(gate_query(where, None if limit is None else limit + 1)))
-    records = [GateRecord._make(row) for row in rows[:limit]]
+        records = [GateRecord._make(row) for row in rows[:limit]]
+        _check_signed(conn, records)
     return GatePage(records, truncated=limit is not None and len(rows) > limit, limit=limit)
+
+
+def _check_signed(conn: Connection, records: list[GateRecord]) -> None:
+    """Each listed row must be what its signed entry says, else RegistryError: a listing never
+    shows an edited or unbacked row (a row edited to drop out of a filter is `registry verify`'s)."""
+    entries = SignedLedger(conn).entries(r.seq for r in records)
+    for r in records:
+        entry = entries.get(r.seq)
+        p = entry.predicate if entry is not None and entry.predicate_type in (st.GATE_RESULT, st.DATA_REJECTED) else None
+        differs = "no signed gate result" if p is None else next((
+            name for name, signed in (
+                ("version", p.get("version") if entry.predicate_type == st.GATE_RESULT else None), ("gate", p.get("gate")),
+                ("passed", p.get("passed")), ("value", _measured(p.get("value"))), ("threshold", _measured(p.get("threshold"))),
+                ("summary", p.get("summary")), ("model", p.get("model")), ("run_id", p.get("run_id")), ("time", entry.time),
+                ("entry_digest", entry.digest),
+            ) if getattr(r, name) != signed or (name == "passed" and bool(r.passed) is not signed)), None)
+        if differs:
+            raise RegistryError(f"gate_results row entry_seq={r.seq} ({r.version or r.run_id} {r.gate}) does not match its "
+                                f"signed entry ({differs}): run `gatewise registry verify`")
+
+
+def _measured(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def iter_gate_results(registry: Registry, where: GateFilter = GateFilter()) -> Iterator[GateRecord]:
@@ -217,11 +241,12 @@ def iter_gate_results(registry: Registry, where: GateFilter = GateFilter()) -> I
     Names are checked before the first row is yielded, so a bad filter fails before anything
     is written.
     """
-    with _reading(registry) as conn:
+    with _reading(registry) as conn, _reading(registry) as checking:
         _check_names(conn, where)
         result = conn.execution_options(stream_results=True, yield_per=2000).execute(gate_query(where, None))
-        for row in result:
-            yield GateRecord._make(row)
+        while batch := [GateRecord._make(row) for row in result.fetchmany(500)]:
+            _check_signed(checking, batch)  # each row against its signed entry, as a page is
+            yield from batch
 
 
 def check_filter(registry: Registry, where: GateFilter) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from gatewise.errors import ExitCode, RegistryError
 from gatewise.registry import statements as st
 from gatewise.registry.projection import ProjectionError, derive
 from gatewise.registry.statements import MANDATORY_GATES
@@ -36,6 +37,12 @@ CHUNK = 1000  # entries per read: large enough to amortize a query, small enough
 # Reads whole entries back by seq at the end of the pass (cited gate results, waivers,
 # promotions): seqs -> (seq, envelope JSON text) pairs, in any order.
 Reader = Callable[[list[int]], Iterable[tuple[int, str]]]
+
+
+class VerificationFailed(RegistryError):
+    """An operation refused because the registry does not verify (exit 4, as `registry verify`)."""
+
+    exit_code = ExitCode.VERIFY_FAILED
 
 
 @dataclass(frozen=True)
