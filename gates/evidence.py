@@ -37,3 +37,14 @@ def number(value: Any) -> float | None:
     value = float(value)
     return round(value, DECIMALS) if math.isfinite(value) else None
 
+
+
+def failure_reason(gate: str, failed_checks: list[str], summary: str) -> str | None:
+    """The one human line a failed result carries: which checks failed, then what was measured.
+
+    None when nothing failed, so ``details["reason"]`` is present on every result and read alike.
+    """
+    if not failed_checks:
+        return None
+    named = ", ".join(dict.fromkeys(check.split(":")[-1].strip().split(" ")[0] for check in failed_checks))
+    return f"{gate} failed ({named}): {summary}"[:300]

@@ -1,4 +1,4 @@
-"""The few metrics the gates share: decisions at 0.5, balanced accuracy, ROC AUC, paired bootstrap."""
+"""The metrics the gates share: decisions at 0.5, the primary metrics, score fidelity, paired bootstrap."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ if TYPE_CHECKING:
 # The ONNX models output P(positive); every gate judges the decision a server would make.
 DECISION_THRESHOLD = 0.5
 BOOTSTRAP_SEED = 20240601
+# Probabilities are clipped this far from 0 and 1 for log-loss, so one confident miss is finite.
+LOG_LOSS_EPS = 1e-6
+METRICS = ("balanced_accuracy", "roc_auc", "f1", "accuracy")
 
 
 def decisions(scores: np.ndarray) -> np.ndarray:
@@ -45,6 +48,24 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray | fl
     return float(result) if np.ndim(result) == 0 else result
 
 
+def _f1(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray | float:
+    import numpy as np
+
+    y_true, y_pred = np.asarray(y_true).astype(bool), np.asarray(y_pred).astype(bool)
+    true_positives = (y_true & y_pred).sum(axis=-1)
+    denominator = y_true.sum(axis=-1) + y_pred.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result = np.where(denominator > 0, 2 * true_positives / np.maximum(denominator, 1), np.nan)
+    return float(result) if np.ndim(result) == 0 else result
+
+
+def _accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray | float:
+    import numpy as np
+
+    result = (np.asarray(y_true).astype(bool) == np.asarray(y_pred).astype(bool)).mean(axis=-1)
+    return float(result) if np.ndim(result) == 0 else result
+
+
 def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float | None:
     """ROC AUC, or None when the rows hold a single class (AUC is undefined then)."""
     import numpy as np
@@ -55,21 +76,92 @@ def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(y_true, scores))
 
 
+def _weighted_auc(y_true: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC AUC of one score vector under many row weightings at once (rows of ``weights``).
+
+    Ties count one half, as in scikit-learn. A bootstrap resample is a weighting by how often each
+    row was drawn, so this gives every resample's AUC without re-sorting.
+    """
+    import numpy as np
+
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    y_sorted = y_true[order].astype(bool)
+    w = weights[:, order]
+    positives = np.add.reduceat(np.where(y_sorted, w, 0), starts, axis=1)
+    negatives = np.add.reduceat(np.where(y_sorted, 0, w), starts, axis=1)
+    below = np.cumsum(negatives, axis=1) - negatives
+    total_pos, total_neg = positives.sum(axis=1), negatives.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (positives * (below + 0.5 * negatives)).sum(axis=1) / (total_pos * total_neg)
+
+
+def metric_value(name: str, y_true: np.ndarray, scores: np.ndarray) -> float | None:
+    """The primary metric ``name`` of P(positive) scores: AUC ranks the scores, the others judge the 0.5 decisions."""
+    import math
+
+    if name == "roc_auc":
+        return roc_auc(y_true, scores)
+    value = {"balanced_accuracy": balanced_accuracy, "f1": _f1, "accuracy": _accuracy}[name](y_true, decisions(scores))
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _resamples(rows: int, samples: int) -> np.ndarray:
+    import numpy as np
+
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    return rng.integers(0, rows, size=(samples, rows))
+
+
+def bootstrap_metric(name: str, y_true: np.ndarray, scores: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """The metric on each bootstrap resample (rows of ``draws`` index the test rows)."""
+    import numpy as np
+
+    y_true = np.asarray(y_true)
+    if name == "roc_auc":
+        weights = np.zeros(draws.shape, dtype="float64")
+        np.add.at(weights, (np.repeat(np.arange(len(draws)), draws.shape[1]), draws.ravel()), 1.0)
+        return _weighted_auc(y_true, np.asarray(scores, dtype="float64"), weights)
+    predicted = decisions(scores)
+    function = {"balanced_accuracy": balanced_accuracy, "f1": _f1, "accuracy": _accuracy}[name]
+    return np.asarray(function(y_true[draws], predicted[draws]), dtype="float64")
+
+
 def paired_bootstrap_drop(
-    y_true: np.ndarray, baseline: np.ndarray, candidate: np.ndarray, samples: int
+    y_true: np.ndarray, baseline: np.ndarray, candidate: np.ndarray, samples: int, metric: str = "balanced_accuracy"
 ) -> list[float] | None:
-    """95% percentile interval of balanced_accuracy(baseline) - balanced_accuracy(candidate).
+    """95% percentile interval of metric(baseline) - metric(candidate), from P(positive) scores.
 
     Paired: each resample draws the same rows for both models, so the interval reflects the
     difference between the models rather than the luck of the test rows. Fixed seed: the same
     inputs give the same interval in every run and on every machine.
     """
+    import warnings
+
     import numpy as np
 
-    if samples <= 0:
+    if samples <= 0 or len(y_true) == 0:
         return None
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    rows = rng.integers(0, len(y_true), size=(samples, len(y_true)))
-    drops = balanced_accuracy(y_true[rows], baseline[rows]) - balanced_accuracy(y_true[rows], candidate[rows])
-    low, high = np.nanpercentile(drops, [2.5, 97.5])
+    draws = _resamples(len(y_true), samples)
+    drops = bootstrap_metric(metric, y_true, baseline, draws) - bootstrap_metric(metric, y_true, candidate, draws)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no interval
+        low, high = np.nanpercentile(drops, [2.5, 97.5])
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return None
     return [float(low), float(high)]
+
+
+def log_loss(y_true: np.ndarray, scores: np.ndarray) -> float:
+    import numpy as np
+
+    p = np.clip(np.asarray(scores, dtype="float64"), LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+    y = np.asarray(y_true, dtype="float64")
+    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()) if len(y) else float("nan")
+
+
+def brier(y_true: np.ndarray, scores: np.ndarray) -> float:
+    import numpy as np
+
+    return float(((np.asarray(scores, dtype="float64") - np.asarray(y_true, dtype="float64")) ** 2).mean()) if len(y_true) else float("nan")
