@@ -130,7 +130,7 @@ def _keys_init(args: argparse.Namespace) -> int:
         if args.key_file is not None:
             raise UsageError("--key-file is for an approver's key: give --approver NAME (the pipeline key is <home>/keys/pipeline.ed25519)")
         with Registry.open(Path(args.home), registry_url(args)) as registry:
-            key = registry._signing_key()
+            key = registry.pipeline_key
             state = next(s for s in registry.keys() if s.keyid == key.keyid)
         if args.json:
             print_json({"key": state.to_dict(), "key_file": str(key.path)})
@@ -181,7 +181,7 @@ def _keys_rotate(args: argparse.Namespace) -> int:
         raise UsageError("--key-file is for an approver's key: give --approver NAME")
     with open_registry(args, write=True) as registry:
         old, new, seq = registry.rotate_key(args.approver, args.key_file, args.reason)
-        path = _approver_path(args, registry.home) if args.approver else registry._signing_key().path
+        path = _approver_path(args, registry.home) if args.approver else registry.pipeline_key.path
     if args.json:
         print_json({"rotated": old.to_dict(), "key": new.to_dict(), "key_file": str(path), "entry": seq})
     else:

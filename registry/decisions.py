@@ -93,9 +93,9 @@ def approve_promotion(
     """
     reason = _reason(reason)
     waive = tuple(dict.fromkeys(waive))
-    with registry._write() as (conn, appender):
+    with registry.write() as (conn, appender):
         ledger = SignedLedger(conn)
-        row = registry._version_row(conn, version, ledger)
+        row = ledger.version(version)
         if row.status != "ok":
             raise RegistryError(f"cannot promote {version}: the candidate errored ({row.error})")
         key = load_approver_key(registry, conn, approver, key_file)
@@ -115,7 +115,7 @@ def approve_promotion(
             problems.append(f"failed {', '.join(unwaived)} and not waived (--waive GATE)")
         if problems:
             raise PromotionBlocked(f"cannot promote {version}: {'; '.join(problems)}")
-        current = _live(ledger, row.model)
+        current = ledger.live_version(row.model)
         if current == version:
             raise RegistryError(f"{version} is already the production version of {row.model}")
         approver_ref = {"name": approver, "keyid": key.keyid}
@@ -177,7 +177,7 @@ def rollback(
     reason = _reason(reason)
     if key_file is not None and approver is None:
         raise UsageError("--key-file names an approver's key: give --approver too")
-    with registry._write() as (conn, appender):
+    with registry.write() as (conn, appender):
         ledger = SignedLedger(conn)
         moves = ledger.moves(model)
         if not moves:
@@ -188,7 +188,7 @@ def rollback(
         current = moves[-1].predicate["version"]
         if to is None:
             to = _previous_production(moves, model, current)
-        row = registry._version_row(conn, to, ledger)
+        row = ledger.version(to)
         if row.model != model:
             raise RegistryError(f"{to} is a version of model {row.model}, not {model}")
         if to == current:
@@ -214,7 +214,7 @@ def rollback(
             },
             key=key,
         )
-    signer = key.keyid if key else registry._signing_key().keyid
+    signer = key.keyid if key else registry.pipeline_key.keyid
     return Decision("rollback", model, to, current, seq, digest, signer, approver)
 
 
@@ -237,11 +237,6 @@ def _previous_production(moves: list[Any], model: str, current: str) -> str:
     if not earlier:
         raise RegistryError(f"model {model} has no earlier production version to roll back to (production: {current})")
     return earlier[-1]
-
-
-def _live(ledger: SignedLedger, model: str) -> str | None:
-    move = ledger.production(model)
-    return move.predicate.get("version") if move is not None else None
 
 
 # -- kept for gatewise.registry.operations: checked reads, now through the signed keyring ---------

@@ -11,7 +11,6 @@ from sqlalchemy import Connection, select
 
 from gatewise.errors import RegistryError
 from gatewise.registry import statements as st
-from gatewise.registry.database import db_errors
 from gatewise.registry.schema import ModelRow, PromotionRow, RollbackRow, WaiverRow
 from gatewise.registry.signed import SignedLedger
 
@@ -32,7 +31,7 @@ def model_history(registry: Any, model: str, limit: int = DEFAULT_LIMIT) -> dict
     """
     if limit < 0:
         raise RegistryError(f"--limit must be 0 (all) or more, got {limit}")
-    with db_errors(registry.url), registry._engine.connect() as conn:
+    with registry.reading() as conn:
         known = conn.execute(select(_M.name).where(_M.name == model)).first()
         ledger = SignedLedger(conn)
         live = ledger.production(model)

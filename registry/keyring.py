@@ -26,7 +26,6 @@ from sqlalchemy import Connection
 
 from gatewise.errors import RegistryError, UsageError
 from gatewise.registry import statements as st
-from gatewise.registry.database import db_errors
 from gatewise.registry.keys import (
     SigningKey,
     approver_key_file,
@@ -286,7 +285,7 @@ def load_approver_key(registry: Any, conn: Connection, name: str, key_file: Path
 
 
 def list_keys(registry: Any) -> list[KeyState]:
-    with db_errors(registry.url), registry._engine.connect() as conn:
+    with registry.reading() as conn:
         return _signed_keyring(conn).ordered()
 
 
@@ -298,7 +297,7 @@ def introduce_approver(registry: Any, name: str, key_file: Path | None = None) -
     check_approver_name(name)
     created: Path | None = None
     try:
-        with registry._write() as (conn, appender):
+        with registry.write() as (conn, appender):
             ring = _signed_keyring(conn)
             current = ring.active_approver(name)
             if current is not None:
@@ -311,7 +310,7 @@ def introduce_approver(registry: Any, name: str, key_file: Path | None = None) -
             if key.keyid in ring.keys:
                 known = ring.keys[key.keyid]
                 raise RegistryError(f"the key in {key.path} (keyid {_short(key.keyid)}) is already the {known.describe()} ({known.status}): a key is introduced once")
-            pipeline = registry._signing_key()
+            pipeline = registry.pipeline_key
             seq, _ = appender.append(
                 f"key:{key.keyid}",
                 key.keyid,
@@ -333,16 +332,16 @@ def introduce_approver(registry: Any, name: str, key_file: Path | None = None) -
     return state, seq, created is not None
 
 
-def rotate_key(registry: Any, approver: str | None = None, key_file: Path | None = None, reason: str | None = None) -> tuple[KeyState, KeyState, int]:
+def rotate_key(registry: Any, approver: str | None = None, key_file: Path | None = None, reason: str | None = None) -> tuple[KeyState, KeyState, int, SigningKey]:
     """Replace the pipeline key (signed by it) or an approver's key (signed by the pipeline key).
 
     The successor is written to ``<key file>.next`` first and moved over the old file once the
-    rotation entry is committed. Returns (old state, new state, entry seq).
+    rotation entry is committed. Returns (old state, new state, entry seq, the new key).
     """
-    pipeline = registry._signing_key()
+    pipeline = registry.pipeline_key
     new: SigningKey | None = None
     try:
-        with registry._write() as (conn, appender):
+        with registry.write() as (conn, appender):
             ring = _signed_keyring(conn)
             if approver is None:
                 old = ring.keys[pipeline.keyid]
@@ -379,10 +378,8 @@ def rotate_key(registry: Any, approver: str | None = None, key_file: Path | None
             new.path.unlink(missing_ok=True)
         raise
     installed = install_successor(path, new)
-    if approver is None:
-        registry._key = installed  # this process signs on with the new key
     old.status, old.changed_seq, old.successor, old.reason = ROTATED, seq, new.keyid, reason
-    return old, KeyState(new.keyid, new.public_key, old.role, old.name or old.role, seq, pipeline.keyid), seq
+    return old, KeyState(new.keyid, new.public_key, old.role, old.name or old.role, seq, pipeline.keyid), seq, installed
 
 
 def _stale_successor(path: Path, ring: Keyring) -> None:
@@ -401,8 +398,8 @@ def revoke_key(registry: Any, keyid: str | None = None, approver: str | None = N
     """Revoke a key (by key id or id prefix, or an approver's active key), signed by the pipeline key."""
     if not reason or not reason.strip():
         raise UsageError("a revocation needs a --reason")
-    pipeline = registry._signing_key()
-    with registry._write() as (conn, appender):
+    pipeline = registry.pipeline_key
+    with registry.write() as (conn, appender):
         ring = _signed_keyring(conn)
         target = _find_key(ring, keyid, approver)
         if target.keyid == pipeline.keyid:

@@ -21,8 +21,10 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text)  # Python 3.11 reads the trailing Z as UTC
 
 
-class Appender:
-    """Appends entries inside one write transaction (the caller holds the write lock).
+class LedgerWriter:
+    """The one way to append to the ledger: a write transaction's connection (the caller holds the
+    write lock), the pipeline's signing key, and ``append``. ``Registry.write()`` hands one out;
+    the pipeline, the human decisions and the keyring append through it and nothing else.
 
     Ledger and projection rows are queued and written by ``flush()`` in one executemany per
     table; call it before reading back what was appended, and before commit.
@@ -98,3 +100,6 @@ class Appender:
                 .where(models.c.name == derived.model)
                 .values(production_version=derived.production, production_seq=seq)
             )
+
+
+Appender = LedgerWriter  # the name the operations modules know

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
@@ -21,7 +20,6 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 from sqlalchemy import Connection, Select, select, text, union_all
 
 from gatewise.errors import RegistryError, UsageError
-from gatewise.registry.database import db_errors
 from gatewise.registry.schema import GateResultRow, ModelRow, PromotionRow
 from gatewise.registry import statements as st
 from gatewise.registry.signed import SignedLedger
@@ -204,7 +202,7 @@ def gate_results(registry: Registry, where: GateFilter = GateFilter(), limit: in
     """
     if limit is not None and limit < 1:
         raise UsageError(f"bad limit {limit}: give a positive number of rows")
-    with _reading(registry) as conn:
+    with registry.reading() as conn:
         _check_names(conn, where)
         rows = list(conn.execute(gate_query(where, None if limit is None else limit + 1)))
         records = [GateRecord._make(row) for row in rows[:limit]]
@@ -241,7 +239,7 @@ def iter_gate_results(registry: Registry, where: GateFilter = GateFilter()) -> I
     Names are checked before the first row is yielded, so a bad filter fails before anything
     is written.
     """
-    with _reading(registry) as conn, _reading(registry) as checking:
+    with registry.reading() as conn, registry.reading() as checking:
         _check_names(conn, where)
         result = conn.execution_options(stream_results=True, yield_per=2000).execute(gate_query(where, None))
         while batch := [GateRecord._make(row) for row in result.fetchmany(500)]:
@@ -251,13 +249,13 @@ def iter_gate_results(registry: Registry, where: GateFilter = GateFilter()) -> I
 
 def check_filter(registry: Registry, where: GateFilter) -> None:
     """Raise UsageError if ``where`` names an unknown model or gate."""
-    with _reading(registry) as conn:
+    with registry.reading() as conn:
         _check_names(conn, where)
 
 
 def known_gates(registry: Registry) -> list[str]:
     """The mandatory gates and every gate name with at least one recorded result, sorted."""
-    with _reading(registry) as conn:
+    with registry.reading() as conn:
         return _known_gates(conn)
 
 
@@ -277,9 +275,9 @@ def write_csv(records: Iterator[GateRecord] | list[GateRecord], handle: IO[str])
 
 def lineage(registry: Registry, version: str) -> Lineage:
     """Everything the ledger says a version came from (unknown version: RegistryError)."""
-    with _reading(registry) as conn:
+    with registry.reading() as conn:
         ledger = SignedLedger(conn)
-        row = registry._version_row(conn, version, ledger)  # noqa: SLF001 - its one-line "unknown version" error
+        row = ledger.version(version)
         runs = ledger.about(row.run_id, (st.RUN,))
         run = runs[-1].predicate if runs else None
         evidence = [g.predicate.get("evidence") or {} for g in ledger.about(version, (st.GATE_RESULT,))]
@@ -330,7 +328,7 @@ def promotions_of(registry: Registry, model: str, limit: int | None = DEFAULT_LI
     query = select(PromotionRow.__table__).where(_P.model == model).order_by(_P.entry_seq.desc())
     if limit is not None:
         query = query.limit(limit)
-    with _reading(registry) as conn:
+    with registry.reading() as conn:
         return [
             {
                 "seq": p.entry_seq,
@@ -346,12 +344,6 @@ def promotions_of(registry: Registry, model: str, limit: int | None = DEFAULT_LI
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-@contextmanager
-def _reading(registry: Registry) -> Iterator[Connection]:
-    with db_errors(registry.url), registry._engine.connect() as conn:  # noqa: SLF001 - same package
-        yield conn
 
 
 def _check_names(conn: Connection, where: GateFilter) -> None:

@@ -34,7 +34,7 @@ from gatewise.registry.database import (
 )
 from gatewise.registry.keyring import ensure_key
 from gatewise.registry.keys import SigningKey, keyid_of, load_or_create_key
-from gatewise.registry.ledger import Appender, parse_time
+from gatewise.registry.ledger import LedgerWriter, parse_time
 from gatewise.registry.receipt import record_head
 from gatewise.registry.signed import PROMOTIONS, SignedLedger, VersionRecord, version_record
 from gatewise.registry.schema import (
@@ -146,7 +146,7 @@ class Registry:
 
     def _introduce_key(self) -> None:
         """The first entry of a ledger introduces the pipeline key; later opens must hold it."""
-        key = self._signing_key()
+        key = self.pipeline_key
         with db_errors(self.url), write_transaction(self._engine) as conn:
             keys: list[str] = []
             if conn.execute(select(_L.seq).limit(1)).first() is not None:
@@ -159,7 +159,7 @@ class Registry:
                     f"{display_url(self.url)} (its keys: {', '.join(k[:16] for k in keys) or 'none'}): "
                     "restore the original key file or use the registry it belongs to"
                 )
-            appender = Appender(conn, key)
+            appender = LedgerWriter(conn, key)
             appender.append(
                 f"key:{key.keyid}",
                 key.keyid,
@@ -175,31 +175,36 @@ class Registry:
             appender.flush()
         record_head(self.home, key, (0, st.GENESIS_PREV), (appender.seq, appender.prev), self._engine)
 
-    def _signing_key(self) -> SigningKey:
+    @property
+    def pipeline_key(self) -> SigningKey:
+        """The pipeline's signing key of this process (its ``repr`` never shows the private key)."""
         if self._key is None:
             raise RegistryError("this registry was opened read-only")
         return self._key
 
-    def write(self) -> Any:
-        """The one write path, public: a locked write transaction yielding ``(conn, appender)``.
-
-        ``appender.append(subject_name, subject_sha256, predicate_type, predicate)`` signs with the
-        pipeline key; the head receipt is re-signed after commit. Used by the deployers' and the
-        monitor's entries (gatewise.registry.operations).
-        """
-        return self._write()
-
     @contextmanager
-    def _write(self) -> Iterator[tuple[Connection, Appender]]:
-        """One locked write transaction; driver errors become one RegistryError line."""
-        key = self._signing_key()
+    def write(self) -> Iterator[tuple[Connection, LedgerWriter]]:
+        """The one write path: a locked write transaction yielding ``(conn, writer)``.
+
+        ``writer.append(subject_name, subject_sha256, predicate_type, predicate)`` signs with the
+        pipeline key (``writer.key``); the head receipt is re-signed after commit. The pipeline,
+        the human decisions, the keyring and the operations' entries all append through it.
+        Driver errors become one RegistryError line.
+        """
+        key = self.pipeline_key
         with db_errors(self.url), write_transaction(self._engine) as conn:
             ensure_key(conn, key)  # under the lock: a key rotated or revoked meanwhile signs nothing
-            appender = Appender(conn, key)
-            start = (appender.seq, appender.prev)
-            yield conn, appender
-            appender.flush()
-        record_head(self.home, key, start, (appender.seq, appender.prev), self._engine)  # signed head receipt, after commit
+            writer = LedgerWriter(conn, key)
+            start = (writer.seq, writer.prev)
+            yield conn, writer
+            writer.flush()
+        record_head(self.home, key, start, (writer.seq, writer.prev), self._engine)  # signed head receipt, after commit
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read connection; driver errors become one RegistryError line."""
+        with db_errors(self.url), self._engine.connect() as conn:
+            yield conn
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -217,7 +222,7 @@ class Registry:
         (``trigger``: a deployment, a schedule or a monitoring entry; None for a run by hand).
         Returns the entry digest."""
         subject = settings_digest if _hex64(settings_digest) else _sha256_text(str(settings_digest))
-        with self._write() as (conn, appender):
+        with self.write() as (conn, appender):
             if conn.execute(select(_R.run_id).where(_R.run_id == run_id)).first():
                 raise RegistryError(f"run '{run_id}' is already recorded")
             _, digest = appender.append(
@@ -238,7 +243,7 @@ class Registry:
 
     def record_data_rejection(self, run_id: str, model: str, result: GateResult) -> str:
         """Record that a data gate rejected a run's data (nothing was trained). Returns the entry digest."""
-        with self._write() as (conn, appender):
+        with self.write() as (conn, appender):
             run = conn.execute(select(_R.data).where(_R.run_id == run_id)).first()
             data = json.loads(run.data) if run else {}
             dataset = data.get("dataset")
@@ -267,7 +272,7 @@ class Registry:
             raise UsageError(f"candidate '{candidate.name}' has unknown status '{candidate.status}'")
         error = None if candidate.status == "ok" else (candidate.error or "errored without a message")
         plugin = candidate.plugin
-        with self._write() as (conn, appender):
+        with self.write() as (conn, appender):
             last = conn.execute(select(func.max(_V.number)).where(_V.model == model)).scalar()
             number = int(last or 0) + 1
             version = f"{model}:v{number}"
@@ -312,7 +317,7 @@ class Registry:
         """
         results = list(results)
         digests = []
-        with self._write() as (conn, appender):
+        with self.write() as (conn, appender):
             row = self._version_row(conn, version)
             subject = row.subject
             for result in results:
@@ -337,7 +342,7 @@ class Registry:
         Refused (RegistryError) unless the version has an artifact and, for each mandatory gate,
         its latest signed result in the ledger is a pass. The promotion names those entries.
         """
-        with self._write() as (conn, appender):
+        with self.write() as (conn, appender):
             row = self._version_row(conn, version)
             if row.status != "ok":
                 raise RegistryError(f"cannot promote {version}: the candidate errored ({row.error})")
@@ -378,7 +383,10 @@ class Registry:
         """Replace the pipeline key, or an approver's key; the old key signs nothing after it."""
         from gatewise.registry.keyring import rotate_key
 
-        return rotate_key(self, approver, key_file, reason)
+        old, new, seq, key = rotate_key(self, approver, key_file, reason)
+        if approver is None:
+            self._key = key  # this process signs on with the new pipeline key
+        return old, new, seq
 
     def revoke_key(self, keyid: str | None = None, *, approver: str | None = None, reason: str) -> Any:
         """Revoke a key (by id or unique prefix, or an approver's active key)."""
@@ -570,13 +578,7 @@ class Registry:
     # -- helpers ---------------------------------------------------------------------------
 
     def _version_row(self, conn: Connection, version: str, ledger: SignedLedger | None = None) -> VersionRecord:
-        """The version as its signed candidate entry registered it; unknown version: RegistryError."""
-        entry = (ledger or SignedLedger(conn)).candidate(version)
-        if entry is None:
-            names = list(conn.execute(select(_V.name).order_by(_V.entry_seq.desc()).limit(11)).scalars())
-            known = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "") if names else "none"
-            raise RegistryError(f"unknown version '{version}' (known: {known})")
-        return version_record(entry)
+        return (ledger or SignedLedger(conn)).version(version)
 
     def _info(self, row: VersionRecord, *, promoted: bool, production: bool) -> VersionInfo:
         return VersionInfo(

@@ -151,6 +151,23 @@ class SignedLedger:
             raise RegistryError(f"version {version} is registered by more than one entry ({', '.join(str(e.seq) for e in found)}): {_VERIFY}")
         return found[0] if found else None
 
+    def version(self, version: str) -> VersionRecord:
+        """The version as its signed candidate entry registered it; unknown version: RegistryError."""
+        entry = self.candidate(version)
+        if entry is None:
+            from gatewise.registry.schema import VersionRow
+
+            names = VersionRow.__table__.c.name
+            found = list(self.conn.execute(select(names).order_by(VersionRow.__table__.c.entry_seq.desc()).limit(11)).scalars())
+            known = ", ".join(found[:10]) + (", ..." if len(found) > 10 else "") if found else "none"
+            raise RegistryError(f"unknown version '{version}' (known: {known})")
+        return version_record(entry)
+
+    def live_version(self, model: str) -> str | None:
+        """The name of ``model``'s live production version (see ``production``), or None."""
+        move = self.production(model)
+        return move.predicate.get("version") if move is not None else None
+
     def production(self, model: str) -> Signed | None:
         """The newest signed promotion or rollback of ``model``: the entry that made its live version."""
         rows = self.conn.execute(

@@ -37,7 +37,7 @@ def approved(backend, tmp_path):
 
 def test_waiver_is_signed_by_the_approver_and_the_failure_stays_failed(backend, approved):
     registry, v, alice = approved
-    pipeline = registry._signing_key().keyid
+    pipeline = registry.pipeline_key.keyid
     decision = registry.approve_promotion(v["parent"], approver="alice", reason="review board accepted the gap",
                                           waive=["fairness"])
     assert registry.champion("arrests").version == v["parent"]
@@ -110,7 +110,7 @@ def test_rollback_moves_the_alias_back_with_a_signed_record(backend, approved, t
     registry.approve_promotion(v["parent"], approver="alice", reason="accepted", waive=["fairness"])
     back = registry.rollback("arrests", reason="latency regression in production")
     assert (back.version, back.previous_version, back.approver) == (v["child"], v["parent"], None)
-    assert back.signer == registry._signing_key().keyid
+    assert back.signer == registry.pipeline_key.keyid
     assert registry.champion("arrests").version == v["child"]
     [(model, version, previous, promotion_seq)] = backend.sql(
         "SELECT model, version, previous_version, promotion_seq FROM rollbacks")

@@ -21,7 +21,7 @@ def _decided(backend, tmp_path):
 
 def test_history_shows_every_decision_with_signer_and_evidence(backend, tmp_path):
     registry, v, alice, waived, back = _decided(backend, tmp_path)
-    pipeline = registry._signing_key().keyid
+    pipeline = registry.pipeline_key.keyid
     history = registry.history("arrests")
     json.dumps(history)  # JSON-ready
     assert history["production"] == v["child"]

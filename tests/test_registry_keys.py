@@ -49,7 +49,7 @@ def test_approver_key_is_private_and_introduced_by_the_pipeline_key(backend, tmp
     assert created and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700
-    pipeline = registry._signing_key().keyid
+    pipeline = registry.pipeline_key.keyid
     [(ptype, keyid)] = backend.sql("SELECT predicate_type, keyid FROM ledger WHERE seq = ?", seq)
     assert (ptype, keyid) == (KEY_V2_TYPE, pipeline)  # the operator vouches for the approver
     assert state.keyid != pipeline
@@ -87,11 +87,11 @@ def test_rotation_new_key_signs_on_and_the_old_key_is_reported_after_it(backend,
     registry, v = populated(backend, tmp_path)
     key_file = backend.home / "keys" / "pipeline.ed25519"
     old = private_key(key_file)
-    old_id = registry._signing_key().keyid
+    old_id = registry.pipeline_key.keyid
     before, after, seq = registry.rotate_key(reason="yearly")
     assert before.keyid == old_id and before.status == "rotated"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and not (key_file.parent / "pipeline.ed25519.next").exists()
-    new_id = registry._signing_key().keyid
+    new_id = registry.pipeline_key.keyid
     assert new_id == after.keyid != old_id
     [(ptype, signer)] = backend.sql("SELECT predicate_type, keyid FROM ledger WHERE seq = ?", seq)
     assert (ptype, signer) == (ROTATION_TYPE, old_id)  # the old key hands over to its successor
@@ -134,7 +134,7 @@ def test_revocation_keeps_earlier_signatures_and_reports_later_ones(backend, tmp
     revoked, seq = registry.revoke_key(state.keyid[:12], reason="left the company")
     assert revoked.status == "revoked" and seq > decision.seq
     assert backend.sql("SELECT predicate_type, keyid FROM ledger WHERE seq = ?", seq) == [
-        (REVOCATION_TYPE, registry._signing_key().keyid)]
+        (REVOCATION_TYPE, registry.pipeline_key.keyid)]
     assert registry.verify().ok  # signed while bob's key was valid: still valid
     with pytest.raises(RegistryError, match=f"was revoked at entry {seq}: it signs nothing more"):
         registry.rollback("arrests", reason="x", approver="bob")
@@ -169,7 +169,7 @@ def test_keys_are_introduced_only_by_an_active_pipeline_key(backend, tmp_path):
 
 def test_pipeline_key_in_use_cannot_be_revoked_and_keys_are_found_by_prefix(backend, tmp_path):
     registry = backend.open()
-    pipeline = registry._signing_key().keyid
+    pipeline = registry.pipeline_key.keyid
     with pytest.raises(RegistryError, match="is the pipeline key in use: rotate it"):
         registry.revoke_key(pipeline[:10], reason="oops")
     with pytest.raises(RegistryError, match=r"unknown key 0000000000 \(known: "):

@@ -189,7 +189,7 @@ def test_key_file_is_private_and_introduced_by_the_first_entry(backend):
     [(seq, ptype, keyid)] = backend.sql("SELECT seq, predicate_type, keyid FROM ledger")
     assert (seq, ptype) == (1, "https://gatewise.dev/predicates/key/v1")
     assert registry.verify().keys == [keyid]
-    assert "PRIVATE" not in repr(registry._key)
+    assert "PRIVATE" not in repr(registry.pipeline_key)
 
 
 def test_a_different_key_is_refused(backend):

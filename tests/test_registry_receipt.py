@@ -118,7 +118,7 @@ def test_the_receipt_never_moves_backwards_and_a_missing_one_fails(tmp_path):
     newest = path.read_text()
     [(digest,)] = backend.sql("SELECT digest FROM ledger WHERE seq = 12")
     # a slower writer that committed entry 12 finishes after the one that wrote 16
-    record_head(backend.home, registry._signing_key(), (11, "x" * 64), (12, digest), None)
+    record_head(backend.home, registry.pipeline_key, (11, "x" * 64), (12, digest), None)
     assert path.read_text() == newest
     path.unlink()
     report = registry.verify()
