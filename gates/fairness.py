@@ -1,13 +1,16 @@
-"""Fairness gate: Fairlearn parity differences per sensitive column, and per-group drop vs the parent."""
+"""Fairness gate: Fairlearn MetricFrames per sensitive column and their intersection, parity
+differences and ratios, per-group regression vs the parent and the champion, and parity growth
+of a compressed candidate over its parent."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from gatewise.data import label_vector
-from gatewise.gates.evidence import json_ready, number
+from gatewise.gates.evidence import failure_reason, json_ready, number
 from gatewise.gates.inputs import GateInputs
-from gatewise.gates.metrics import DECISION_THRESHOLD, balanced_accuracy, check_length, decisions
+from gatewise.gates.metrics import DECISION_THRESHOLD, check_length, decisions, metric_value
+from gatewise.policy import FairnessPolicy
 from gatewise.types import GateResult
 
 if TYPE_CHECKING:
@@ -16,123 +19,228 @@ if TYPE_CHECKING:
 
 GATE = "fairness"
 MISSING_GROUP = "<missing>"  # a missing sensitive value is a group of its own, not dropped
-LABELS = {
-    "demographic_parity_difference": "demographic parity",
-    "equalized_odds_difference": "equalized odds",
-    "max_group_drop_vs_parent": "group drop vs parent",
-}
+INTERSECTION_JOIN = " & "
+PARITY = ("demographic_parity_difference", "equalized_odds_difference")
 
 
-def _groups(test: pd.DataFrame, column: str) -> pd.Series:
-    return test[column].astype("object").where(test[column].notna(), MISSING_GROUP).astype(str)
+def _groups(test: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
+    """One group label per row: the column's value, or the values of several columns joined."""
+    parts = [test[c].astype("object").where(test[c].notna(), MISSING_GROUP).astype(str) for c in columns]
+    groups = parts[0]
+    for part in parts[1:]:
+        groups = groups + INTERSECTION_JOIN + part
+    return groups.reset_index(drop=True)
 
 
-def _column_report(
-    y: np.ndarray, predicted: np.ndarray, parent: np.ndarray | None, groups: pd.Series
-) -> dict[str, Any]:
-    from fairlearn.metrics import (
-        MetricFrame,
-        demographic_parity_difference,
-        equalized_odds_difference,
-        false_positive_rate,
-        selection_rate,
-        true_positive_rate,
-    )
+def _parity(table: pd.DataFrame) -> dict[str, float]:
+    """Fairlearn's between-groups parity measures, from a per-group table of rates.
 
-    metrics = {
-        "selection_rate": selection_rate,
-        "true_positive_rate": true_positive_rate,
-        "false_positive_rate": false_positive_rate,
-        "balanced_accuracy": balanced_accuracy,
-    }
-    frame = MetricFrame(metrics=metrics, y_true=y, y_pred=predicted, sensitive_features=groups)
-    by_group = frame.by_group
-    sizes = groups.value_counts()
-    positives = groups[y == 1].value_counts()
-    report: dict[str, Any] = {
-        "demographic_parity_difference": float(demographic_parity_difference(y, predicted, sensitive_features=groups)),
-        "equalized_odds_difference": float(equalized_odds_difference(y, predicted, sensitive_features=groups)),
-        "groups": {
-            str(group): {
-                "size": int(sizes[group]),
-                "positives": int(positives.get(group, 0)),
-                **by_group.loc[group].to_dict(),
-            }
-            for group in by_group.index
-        },
-    }
-    if parent is not None:
-        parent_frame = MetricFrame(metrics=balanced_accuracy, y_true=y, y_pred=parent, sensitive_features=groups)
-        drops = parent_frame.by_group - by_group["balanced_accuracy"]
-        for group in by_group.index:
-            report["groups"][str(group)]["parent_balanced_accuracy"] = float(parent_frame.by_group[group])
-            report["groups"][str(group)]["drop_vs_parent"] = float(drops[group])
-        report["max_group_drop_vs_parent"] = float(drops.max())
-    return report
-
-
-def fairness(inputs: GateInputs) -> GateResult:
-    """Demographic-parity and equalized-odds differences of the 0.5 decisions, per sensitive column.
-
-    ``value`` is the worst equalized-odds difference: it conditions on the true label, so unlike
-    demographic parity it does not penalize groups merely for having different base rates.
-    Both are gated; a compressed candidate is also held to max_group_drop_vs_parent.
+    demographic parity: the gap (difference) and quotient (ratio) of the largest and smallest
+    selection rate; equalized odds: the worse of the TPR and FPR gaps (difference) and of their
+    quotients (ratio): Fairlearn's definitions, read off one MetricFrame instead of three more.
     """
     import numpy as np
 
-    policy = inputs.policy.fairness
-    columns = inputs.schema.sensitive
-    if not columns:
-        return GateResult(
-            gate=GATE,
-            passed=True,
-            value=None,
-            threshold=policy.max_equalized_odds_difference,
-            summary="no sensitive columns were declared; nothing to compare",
-            details={"sensitive_columns": []},
-        )
-    y = label_vector(inputs.test, inputs.schema)
-    check_length("candidate", inputs.scores, len(y))
-    check_length("parent", inputs.parent_scores, len(y))
-    predicted = decisions(inputs.scores)
-    parent = decisions(inputs.parent_scores) if inputs.parent_scores is not None else None
+    def gap(column: str) -> float:
+        values = table[column].to_numpy(dtype="float64")
+        return float(values.max() - values.min())
 
-    reports = {column: _column_report(y, predicted, parent, _groups(inputs.test, column)) for column in columns}
+    def quotient(column: str) -> float:
+        values = table[column].to_numpy(dtype="float64")
+        return float(values.min() / values.max()) if values.max() > 0 else float("nan")
+
+    return {
+        "demographic_parity_difference": gap("selection_rate"),
+        "demographic_parity_ratio": quotient("selection_rate"),
+        "equalized_odds_difference": max(gap("true_positive_rate"), gap("false_positive_rate")),
+        "equalized_odds_ratio": float(np.nanmin([quotient("true_positive_rate"), quotient("false_positive_rate")])),
+    }
+
+
+def _by_group(metric: str, y: np.ndarray, scores: np.ndarray, groups: pd.Series) -> pd.DataFrame:
+    """Fairlearn MetricFrame of the primary metric, selection rate, TPR and FPR, per group."""
+    from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
+
+    def on_decisions(function):
+        return lambda y_true, y_score: function(y_true, decisions(y_score))
+
+    metrics = {
+        metric: lambda y_true, y_score: metric_value(metric, y_true, y_score),
+        "selection_rate": on_decisions(selection_rate),
+        "true_positive_rate": on_decisions(true_positive_rate),
+        "false_positive_rate": on_decisions(false_positive_rate),
+    }
+    return MetricFrame(metrics=metrics, y_true=y, y_pred=scores, sensitive_features=groups).by_group
+
+
+def _column_report(
+    name: str, y: np.ndarray, scores: np.ndarray, baselines: dict[str, np.ndarray], groups: pd.Series,
+    policy: FairnessPolicy, metric: str,
+) -> tuple[dict[str, Any], list[str]]:
+    import numpy as np
+
+    sizes = groups.value_counts()
+    positives = groups[y == 1].value_counts()
+    negatives = groups[y == 0].value_counts()
+    judged = [
+        g for g in sizes.index
+        if sizes[g] >= policy.min_group_size
+        and positives.get(g, 0) >= policy.min_group_class_rows
+        and negatives.get(g, 0) >= policy.min_group_class_rows
+    ]
+    too_small = sorted(str(g) for g in sizes.index if g not in judged)
+    frame = _by_group(metric, y, scores, groups)
+    report: dict[str, Any] = {
+        "groups": {
+            str(g): {
+                "size": int(sizes[g]),
+                "positives": int(positives.get(g, 0)),
+                "negatives": int(negatives.get(g, 0)),
+                "judged": g in judged,
+                **frame.loc[g].to_dict(),
+            }
+            for g in frame.index
+        },
+        "judged_groups": sorted(str(g) for g in judged),
+        "too_small_groups": too_small,
+    }
+    failed: list[str] = []
+    if len(judged) < 2:  # nothing to compare: say so; the summary names the column
+        report["comparable"] = False
+        return report, failed
+    report["comparable"] = True
+    parity = _parity(frame.loc[judged])
+    report.update(parity)
     limits = {
         "demographic_parity_difference": policy.max_demographic_parity_difference,
         "equalized_odds_difference": policy.max_equalized_odds_difference,
     }
-    if parent is not None:
-        limits["max_group_drop_vs_parent"] = policy.max_group_drop_vs_parent
-    failed: list[str] = []
-    worst: dict[str, tuple[float, str]] = {}
-    for column, report in reports.items():
-        for metric, limit in limits.items():
-            measured = report[metric]
-            # NaN (e.g. a group with no positives) cannot show fairness: it fails closed.
-            if not np.isfinite(measured) or measured > limit:
-                failed.append(f"{column}: {metric} {measured:.3f} > {limit:.3f}")
-            if metric not in worst or not measured <= worst[metric][0]:
-                worst[metric] = (measured, column)
+    for check, limit in limits.items():
+        if not (np.isfinite(parity[check]) and parity[check] <= limit):
+            failed.append(f"{name}: {check} {parity[check]:.3f} > {limit:.3f}")
+    for baseline, baseline_scores in baselines.items():
+        limit = policy.max_group_drop_vs_parent if baseline == "parent" else policy.max_group_drop_vs_champion
+        base_frame = _by_group(metric, y, baseline_scores, groups)
+        drops = {}
+        for g in judged:
+            drop = float(base_frame.loc[g, metric]) - float(frame.loc[g, metric])
+            drops[str(g)] = drop
+            report["groups"][str(g)][f"{baseline}_{metric}"] = float(base_frame.loc[g, metric])
+            report["groups"][str(g)][f"{baseline}_selection_rate"] = float(base_frame.loc[g, "selection_rate"])
+            report["groups"][str(g)][f"drop_vs_{baseline}"] = drop
+        worst_group = max(drops, key=lambda g: drops[g] if np.isfinite(drops[g]) else np.inf)
+        worst = drops[worst_group]
+        report[f"max_group_drop_vs_{baseline}"] = worst
+        report[f"worst_group_vs_{baseline}"] = worst_group
+        if not (np.isfinite(worst) and worst <= limit):
+            failed.append(f"{name}: max_group_drop_vs_{baseline} {worst:.3f} > {limit:.3f} ({worst_group})")
+        if baseline == "parent":
+            base_parity = _parity(base_frame.loc[judged])
+            report["parent_parity"] = base_parity
+            for check in PARITY:
+                increase = parity[check] - base_parity[check]
+                report[f"{check}_increase_vs_parent"] = increase
+                if not (np.isfinite(increase) and increase <= policy.max_parity_increase_vs_parent):
+                    failed.append(
+                        f"{name}: {check}_increase_vs_parent {increase:.3f} > {policy.max_parity_increase_vs_parent:.3f}"
+                    )
+    return report, failed
 
-    parts = [
-        f"{LABELS[metric]} {measured:.3f} {'<=' if measured <= limits[metric] else '>'} "
-        f"{limits[metric]:.3f} ({column})"
-        for metric, (measured, column) in worst.items()
-    ]
+
+def fairness(inputs: GateInputs) -> GateResult:
+    """Parity of the 0.5 decisions per sensitive column and for their intersection.
+
+    ``value`` is the worst equalized-odds difference: it conditions on the true label, so unlike
+    demographic parity it does not penalize groups merely for having different base rates.
+    Both differences are gated on absolute limits; each judged group's primary metric is held
+    against the parent and the re-scored champion; a compressed candidate's parity differences
+    may not grow past a set amount over its parent's. Groups too small to judge are reported and
+    named in the summary, never folded silently into a pass.
+    """
+    import numpy as np
+
+    policy = inputs.policy.fairness
+    metric = inputs.policy.accuracy_regression.metric
+    sensitive = tuple(inputs.schema.sensitive)
+    if not sensitive:
+        return GateResult(
+            gate=GATE, passed=True, value=None, threshold=policy.max_equalized_odds_difference,
+            summary="no sensitive columns were declared; nothing to compare",
+            details={"sensitive_columns": [], "failed_checks": [], "reason": None},
+        )
+    y = label_vector(inputs.test, inputs.schema)
+    check_length("candidate", inputs.scores, len(y))
+    check_length("parent", inputs.parent_scores, len(y))
+    check_length("champion", inputs.champion_scores, len(y))
+    scores = np.asarray(inputs.scores, dtype="float64")
+    baselines = {}
+    if inputs.parent_scores is not None:
+        baselines["parent"] = np.asarray(inputs.parent_scores, dtype="float64")
+    if inputs.champion_scores is not None:
+        baselines["champion"] = np.asarray(inputs.champion_scores, dtype="float64")
+
+    views = {column: (column,) for column in sensitive}
+    if len(sensitive) > 1:
+        views[INTERSECTION_JOIN.join(sensitive)] = sensitive
+    reports: dict[str, Any] = {}
+    failed: list[str] = []
+    for name, columns in views.items():
+        report, column_failed = _column_report(name, y, scores, baselines, _groups(inputs.test, columns), policy, metric)
+        reports[name] = report
+        failed.extend(column_failed)
+
+    def worst(key: str) -> tuple[float, str] | None:
+        measured = [(r[key], n) for n, r in reports.items() if key in r]
+        if not measured:
+            return None
+        return max(measured, key=lambda item: item[0] if np.isfinite(item[0]) else np.inf)
+
+    limits = {
+        "demographic_parity_difference": ("demographic parity", policy.max_demographic_parity_difference),
+        "equalized_odds_difference": ("equalized odds", policy.max_equalized_odds_difference),
+        "max_group_drop_vs_parent": ("group drop vs parent", policy.max_group_drop_vs_parent),
+        "max_group_drop_vs_champion": ("group drop vs champion", policy.max_group_drop_vs_champion),
+        "demographic_parity_difference_increase_vs_parent": ("parity increase vs parent", policy.max_parity_increase_vs_parent),
+        "equalized_odds_difference_increase_vs_parent": ("odds increase vs parent", policy.max_parity_increase_vs_parent),
+    }
+    parts = []
+    for key, (label, limit) in limits.items():
+        found = worst(key)
+        if found is not None:
+            measured, name = found
+            parts.append(f"{label} {measured:.3f} {'<=' if measured <= limit else '>'} {limit:.3f} ({name})")
+    too_small = {name: r["too_small_groups"] for name, r in reports.items() if r["too_small_groups"]}
+    if too_small:
+        listed = "; ".join(f"{name}: {', '.join(groups)}" for name, groups in too_small.items())
+        parts.append(f"too small to judge (< {policy.min_group_size} rows or < {policy.min_group_class_rows} of a class): {listed}")
+    uncomparable = [name for name, r in reports.items() if not r["comparable"]]
+    if uncomparable:
+        parts.append(f"fewer than two judged groups: {', '.join(uncomparable)}")
+    judged_anywhere = any(r["comparable"] for r in reports.values())
+    if not judged_anywhere:  # no column could be judged: that is not evidence of fairness
+        failed.append("no sensitive column has two groups large enough to judge")
+    summary = "; ".join(parts)
     details = {
         "decision_threshold": DECISION_THRESHOLD,
-        "sensitive_columns": list(columns),
-        "compressed": parent is not None,
+        "metric": metric,
+        "sensitive_columns": list(sensitive),
+        "views": {name: list(columns) for name, columns in views.items()},
+        "compressed": "parent" in baselines,
+        "champion_rescored": "champion" in baselines,
+        "champion_version": inputs.champion_version,
         "columns": reports,
-        "limits": limits,
+        "limits": {key: limit for key, (_, limit) in limits.items()}
+        | {"min_group_size": policy.min_group_size, "min_group_class_rows": policy.min_group_class_rows},
+        "too_small_groups": too_small,
         "failed_checks": failed,
+        "reason": failure_reason(GATE, failed, summary),
     }
+    eo = worst("equalized_odds_difference")
     return GateResult(
         gate=GATE,
         passed=not failed,
-        value=number(worst["equalized_odds_difference"][0]),
+        value=number(eo[0]) if eo else None,
         threshold=policy.max_equalized_odds_difference,
-        summary="; ".join(parts),
+        summary=summary[:600],
         details=json_ready(details),
     )

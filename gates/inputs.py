@@ -25,5 +25,8 @@ class GateInputs:
     scores: np.ndarray  # predict_proba(test), computed once
     policy: GatePolicy
     parent_scores: np.ndarray | None = None  # set for a compressed candidate: its parent on test
+    # Set for a compressed candidate: its parent's ONNX file, so that robustness and membership
+    # inference compare both models on the very same perturbed or training rows.
+    parent_predict_proba: Callable[[pd.DataFrame], np.ndarray] | None = None
     champion_scores: np.ndarray | None = None  # the production version re-scored on test
     champion_version: str | None = None
