@@ -58,52 +58,30 @@ def record_monitoring(registry: Any, model: str, *, version: str | None, drifted
 
 
 def run_entry(registry: Any, run_id: str) -> dict[str, Any]:
-    """The signed run entry of ``run_id`` (its settings, data fingerprints and trigger), with
-    ``entry`` = {"seq", "digest"}; its digest and signature are checked. RegistryError if absent."""
-    from sqlalchemy import select
+    """The signed run entry of ``run_id`` (its settings, data fingerprints and trigger), checked
+    like every entry that decides (gatewise.registry.signed), with ``entry`` = {"seq", "digest"}.
+    RegistryError when there is none."""
+    from gatewise.registry.signed import SignedLedger
 
-    from gatewise.registry.database import db_errors
-    from gatewise.registry.decisions import _checked_entry, _public_keys
-    from gatewise.registry.schema import LedgerEntry
-
-    ledger = LedgerEntry.__table__.c
-    with db_errors(registry.url), registry._engine.connect() as conn:  # noqa: SLF001 - same package
-        entry = conn.execute(
-            select(ledger.seq, ledger.digest, ledger.envelope)
-            .where(ledger.ref == run_id, ledger.predicate_type == st.RUN)
-            .order_by(ledger.seq)
-        ).first()
-        if entry is None:
-            raise RegistryError(f"no signed run entry for run '{run_id}'; run `gatewise registry verify`")
-        _, predicate = _checked_entry(conn, int(entry.seq), _public_keys(conn), entry)
-    if predicate.get("run_id") != run_id:
+    with registry.reading() as conn:
+        found = SignedLedger(conn).about(run_id, (st.RUN,))
+    if not found:
+        raise RegistryError(f"no signed run entry for run '{run_id}'; run `gatewise registry verify`")
+    entry = found[0]
+    if entry.predicate.get("run_id") != run_id:
         raise RegistryError(f"ledger entry {entry.seq} is not the run entry of '{run_id}'; run `gatewise registry verify`")
-    return {**predicate, "entry": {"seq": int(entry.seq), "digest": entry.digest}}
+    return {**entry.predicate, "entry": {"seq": entry.seq, "digest": entry.digest}}
 
 
 def monitoring_entries(registry: Any, model: str, limit: int = 0) -> list[dict[str, Any]]:
     """The signed monitoring entries of ``model``, newest first (``limit`` 0: all), each checked,
     with ``entry`` = {"seq", "digest"}."""
-    from sqlalchemy import select
+    from gatewise.registry.signed import SignedLedger
 
-    from gatewise.registry.database import db_errors
-    from gatewise.registry.decisions import _checked_entry, _public_keys
-    from gatewise.registry.schema import LedgerEntry
-
-    ledger = LedgerEntry.__table__.c
-    query = (
-        select(ledger.seq, ledger.digest, ledger.envelope)
-        .where(ledger.ref == model, ledger.predicate_type == st.MONITORING)
-        .order_by(ledger.seq.desc())
-    )
-    if limit:
-        query = query.limit(limit)
-    found = []
-    with db_errors(registry.url), registry._engine.connect() as conn:  # noqa: SLF001 - same package
-        keys = _public_keys(conn)
-        for entry in conn.execute(query).all():
-            _, predicate = _checked_entry(conn, int(entry.seq), keys, entry)
-            if predicate.get("model") != model:
-                raise RegistryError(f"ledger entry {entry.seq} is not a monitoring entry of {model}; run `gatewise registry verify`")
-            found.append({**predicate, "entry": {"seq": int(entry.seq), "digest": entry.digest}})
-    return found
+    with registry.reading() as conn:
+        found = SignedLedger(conn).about(model, (st.MONITORING,))
+    newest = found[::-1][:limit] if limit else found[::-1]
+    for entry in newest:
+        if entry.predicate.get("model") != model:
+            raise RegistryError(f"ledger entry {entry.seq} is not a monitoring entry of {model}; run `gatewise registry verify`")
+    return [{**entry.predicate, "entry": {"seq": entry.seq, "digest": entry.digest}} for entry in newest]
