@@ -17,14 +17,39 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+# Operators that compute activation scales from the batch they are given (dynamic quantization):
+# a model holding one scores each row alone, so that a row's score never depends on the rows
+# scored with it, in the gates and in the server alike (docs/serving.md).
+BATCH_DEPENDENT_OPS = frozenset({"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM"})
+
+
 def read_input_spec(path: Path) -> InputSpec:
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    return input_spec_of(onnx.load(str(path), load_external_data=False), str(path))
+
+
+def input_spec_of(model: Any, origin: str) -> InputSpec:
+    """The input contract in a loaded ONNX ``ModelProto``'s metadata; GatewiseError names ``origin`` without one."""
     for prop in model.metadata_props:
         if prop.key == METADATA_KEY:
             return InputSpec.from_json(prop.value)
-    raise GatewiseError(f"{path}: ONNX file carries no '{METADATA_KEY}' metadata")
+    raise GatewiseError(f"{origin}: ONNX file carries no '{METADATA_KEY}' metadata")
+
+
+def batch_dependent(model: Any) -> bool:
+    """Whether a loaded ONNX ``ModelProto`` scores a row differently depending on its batch."""
+    return any(node.op_type in BATCH_DEPENDENT_OPS for node in model.graph.node)
+
+
+def score_rows(session: Any, features: np.ndarray, row_by_row: bool) -> np.ndarray:
+    """P(positive) per row of an encoded matrix; ``row_by_row`` runs each row alone."""
+    import numpy as np
+
+    if row_by_row and len(features) > 1:
+        return np.concatenate([score_rows(session, features[i : i + 1], False) for i in range(len(features))])
+    (scores,) = session.run(None, {INPUT_NAME: features})
+    return scores.reshape(-1)
 
 
 def stamp_input_spec(path: Path, spec: InputSpec) -> None:
@@ -57,14 +82,20 @@ class OnnxScorer:
     def __init__(self, path: Path, threads: int = 2) -> None:
         import onnxruntime as ort
 
+        import onnx
+
         self.path = Path(path)
-        self.spec = read_input_spec(self.path)
+        model = onnx.load(str(self.path), load_external_data=False)
+        self.spec = input_spec_of(model, str(self.path))
+        self.row_by_row = batch_dependent(model)
         self.session = ort.InferenceSession(str(self.path), session_options(threads), providers=["CPUExecutionProvider"])
 
     def predict_encoded(self, features: np.ndarray) -> np.ndarray:
+        """One ONNX Runtime call on the whole matrix (export parity, latency): the raw batch semantics."""
         (scores,) = self.session.run(None, {INPUT_NAME: features})
         return scores.reshape(-1)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Probability of the positive class for each row of a raw table."""
-        return self.predict_encoded(self.spec.encode(frame))
+        """Probability of the positive class for each row of a raw table, as the server answers it:
+        a batch-dependent (dynamically quantized) model scores each row alone."""
+        return score_rows(self.session, self.spec.encode(frame), self.row_by_row)

@@ -15,17 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gatewise.encoding import INPUT_NAME, METADATA_KEY, InputSpec
+from gatewise.encoding import InputSpec
 from gatewise.errors import GatewiseError
+from gatewise.scoring import score_rows
 
 if TYPE_CHECKING:
     import numpy as np
 
 logger = logging.getLogger("gatewise.serve")
-
-# Operators that compute activation scales from the batch they are given: such a model's score for
-# a row depends on the other rows of its batch, so the server scores each row alone (docs/serving.md).
-BATCH_DEPENDENT_OPS = frozenset({"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM"})
 
 
 class RefusedLoad(GatewiseError):
@@ -45,19 +42,11 @@ class ServedModel:
     sha256: str
     spec: InputSpec
     session: Any
-    row_by_row: bool  # batch-dependent operators: each row is scored alone
+    row_by_row: bool  # batch-dependent operators: each row is scored alone, as in the gates
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """P(positive) per row of an encoded matrix; a row's answer never depends on its neighbours."""
-        import numpy as np
-
-        if self.row_by_row and len(features) > 1:
-            return np.concatenate([self._run(features[i : i + 1]) for i in range(len(features))])
-        return self._run(features)
-
-    def _run(self, features: np.ndarray) -> np.ndarray:
-        (scores,) = self.session.run(None, {INPUT_NAME: features})
-        return scores.reshape(-1)
+        return score_rows(self.session, features, self.row_by_row)
 
 
 def load_verified(model: str, version: str, expected_sha256: str | None, artifact: Path, threads: int = 2) -> ServedModel:
@@ -69,7 +58,7 @@ def load_verified(model: str, version: str, expected_sha256: str | None, artifac
     import onnx
     import onnxruntime as ort
 
-    from gatewise.scoring import session_options
+    from gatewise.scoring import batch_dependent, input_spec_of, session_options
 
     if not expected_sha256:
         raise RefusedLoad("no_signed_sha256", f"{version}: the registry names no sha256 for it")
@@ -85,21 +74,14 @@ def load_verified(model: str, version: str, expected_sha256: str | None, artifac
         )
     try:
         proto = onnx.load_model_from_string(data)
-        spec = _input_spec(proto)
+        spec = input_spec_of(proto, version)
         session = ort.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
-    except RefusedLoad:
-        raise
+    except GatewiseError as exc:
+        raise RefusedLoad("no_input_contract", str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - signed bytes that do not load are refused, never served
         raise RefusedLoad("invalid_model", f"{version}: ONNX Runtime cannot load it ({type(exc).__name__}: {str(exc)[:160]})") from None
-    row_by_row = any(node.op_type in BATCH_DEPENDENT_OPS for node in proto.graph.node)
-    return ServedModel(model=model, version=version, sha256=actual, spec=spec, session=session, row_by_row=row_by_row)
-
-
-def _input_spec(proto: Any) -> InputSpec:
-    for prop in proto.metadata_props:
-        if prop.key == METADATA_KEY:
-            return InputSpec.from_json(prop.value)
-    raise RefusedLoad("no_input_contract", f"the ONNX file carries no '{METADATA_KEY}' metadata")
+    return ServedModel(model=model, version=version, sha256=actual, spec=spec, session=session,
+                       row_by_row=batch_dependent(proto))
 
 
 class ModelFollower:

@@ -211,11 +211,14 @@ def test_promotion_and_rollback_are_served_without_a_restart(pipeline, rows, tmp
         promoted_at = time.monotonic()
         server.wait_for(lambda: traffic.first_answer_from(dynamic, promoted_at), timeout=20, what=f"answers from {dynamic}")
 
-        # int8_dynamic computes activation scales per batch: the server scores its rows one by
-        # one, so a row's answer is the same alone, in one request of many rows, or micro-batched.
+        # int8_dynamic computes activation scales per batch: the server and the gates' scorer score
+        # its rows one by one, so a row's answer is the same alone, in one request of many rows,
+        # micro-batched, or in the gates' whole-table scoring.
         sample = rows.head(48)
-        alone = scorer_for(copy, dynamic)
-        expected = np.concatenate([alone.predict_proba(sample.iloc[[i]]) for i in range(len(sample))])
+        scorer = scorer_for(copy, dynamic)
+        assert scorer.row_by_row
+        expected = np.concatenate([scorer.predict_proba(sample.iloc[[i]]) for i in range(len(sample))])
+        np.testing.assert_array_equal(scorer.predict_proba(sample), expected)
         together = server.client.post(PREDICT, json={"rows": records(sample)}).json()
         assert together["version"] == dynamic
         singles = concurrent_posts(server.url, [{"rows": [row]} for row in records(sample)], concurrency=48)
