@@ -76,30 +76,39 @@ def _reason(reason: str | None) -> str:
 # -- writes ----------------------------------------------------------------------------------------
 
 
-def approve_promotion(
+def promote(
     registry: Any,
     version: str,
     *,
-    approver: str,
-    reason: str,
+    reason: str | None = None,
+    approver: str | None = None,
     waive: Iterable[str] = (),
     key_file: Path | None = None,
 ) -> Decision:
-    """Promote ``version`` on an approver's signature, waiving the failed gates named in ``waive``.
+    """Move ``version``'s model's production alias to it: the one promotion statement (promotion/v2).
 
-    Every mandatory gate needs a recorded result; every gate whose latest result failed must be
-    waived, and only such gates can be; the version must not have errored. Appends a waiver entry
-    (when gates are waived) and a promotion/v2 entry, both signed with the approver's own key.
+    Without ``approver`` the pipeline key signs, and the latest signed result of each mandatory
+    gate must be a pass; the promotion cites those five results. With ``approver`` the approver's
+    own key signs: every mandatory gate needs a recorded result, every gate whose latest result
+    failed must be named in ``waive`` (and only such gates can be), and a waiver entry naming the
+    overridden results comes first; the promotion cites the latest result of every gate. The
+    version must not have errored. A gate that blocks raises PromotionBlocked (exit 3).
     """
-    reason = _reason(reason)
+    if approver is None:
+        if waive or key_file is not None:
+            raise UsageError("a waiver and --key-file need an approver: give --approver NAME")
+        reason = reason.strip() if reason and reason.strip() else "all mandatory gates passed"
+    else:
+        reason = _reason(reason)
     waive = tuple(dict.fromkeys(waive))
-    with registry.write() as (conn, appender):
+    with registry.write() as (conn, writer):
         ledger = SignedLedger(conn)
         row = ledger.version(version)
         if row.status != "ok":
             raise RegistryError(f"cannot promote {version}: the candidate errored ({row.error})")
-        key = load_approver_key(registry, conn, approver, key_file)
+        key = load_approver_key(registry, conn, approver, key_file) if approver is not None else None
         latest = ledger.latest_results(version)
+        cited = gate_order(latest) if key is not None else [gate for gate in MANDATORY_GATES if gate in latest]
         for gate in waive:
             if gate not in latest:
                 known = ", ".join(gate_order(latest)) or "none"
@@ -107,22 +116,22 @@ def approve_promotion(
             if latest[gate].passed:
                 raise RegistryError(f"cannot waive {gate} for {version}: its latest result (entry {latest[gate].seq}) passed; only a failed gate can be waived")
         missing = [gate for gate in MANDATORY_GATES if gate not in latest]
-        unwaived = [f"{gate} (entry {latest[gate].seq})" for gate in gate_order(latest) if not latest[gate].passed and gate not in waive]
+        unwaived = [f"{gate} (entry {latest[gate].seq})" for gate in cited if not latest[gate].passed and gate not in waive]
         problems = []
         if missing:
-            problems.append(f"no recorded result for {', '.join(missing)} (a waiver overrides a failed result, never a missing one)")
+            problems.append(f"no recorded result for {', '.join(missing)}" + (" (a waiver overrides a failed result, never a missing one)" if key else ""))
         if unwaived:
-            problems.append(f"failed {', '.join(unwaived)} and not waived (--waive GATE)")
+            problems.append(f"failed {', '.join(unwaived)}" + (" and not waived (--waive GATE)" if key else ""))
         if problems:
             raise PromotionBlocked(f"cannot promote {version}: {'; '.join(problems)}")
         current = ledger.live_version(row.model)
-        if current == version:
+        if key is not None and current == version:
             raise RegistryError(f"{version} is already the production version of {row.model}")
-        approver_ref = {"name": approver, "keyid": key.keyid}
+        approver_ref = {"name": approver, "keyid": key.keyid} if key is not None else None
         waiver_ref = None
         if waive:
             gates = [{"gate": gate, "seq": latest[gate].seq, "digest": latest[gate].digest} for gate in gate_order(waive)]
-            wseq, wdigest = appender.append(
+            wseq, wdigest = writer.append(
                 version,
                 row.sha256,
                 st.WAIVER,
@@ -138,9 +147,9 @@ def approve_promotion(
                 "passed": latest[gate].passed,
                 "waiver": waiver_ref if gate in waive else None,
             }
-            for gate in gate_order(latest)
+            for gate in cited
         ]
-        seq, digest = appender.append(
+        seq, digest = writer.append(
             version,
             row.sha256,
             st.PROMOTION_V2,
@@ -157,7 +166,7 @@ def approve_promotion(
             key=key,
         )
     return Decision(
-        "promotion", row.model, version, current, seq, digest, key.keyid, approver, tuple(gate_order(waive)),
+        "promotion", row.model, version, current, seq, digest, (key or writer.key).keyid, approver, tuple(gate_order(waive)),
         waiver_ref["seq"] if waiver_ref else None, waiver_ref["digest"] if waiver_ref else None,
     )
 

@@ -10,8 +10,9 @@ never the ``keys``/``key_events`` projections:
 - a rotation retires the old key and introduces its successor with the same role and name;
 - an entry must be signed by a key that is active at its position: a key signs nothing after the
   entry that rotated or revoked it;
-- human decisions (waivers, approver promotions) are signed by approver keys, whose name must be
-  the approver the decision names; everything the pipeline records is signed by a pipeline key.
+- a waiver is signed by an approver's key; a promotion or rollback by the approver it names (whose
+  name must be that key's holder), or by a pipeline key when it names none; everything else the
+  pipeline records is signed by a pipeline key.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ PIPELINE, APPROVER = "pipeline", "approver"
 ROLES = (PIPELINE, APPROVER)
 ACTIVE, ROTATED, REVOKED = "active", "rotated", "revoked"
 
-# What signs what: human decisions need an approver's key; a rollback may be signed by either
-# (an approver's when it names one); everything else is the pipeline's.
-APPROVER_SIGNED = (st.WAIVER, st.PROMOTION_V2)
+# What signs what: a waiver needs an approver's key; a promotion or a rollback is signed by the
+# approver it names, or else by the pipeline; everything else is the pipeline's.
+APPROVER_SIGNED = (st.WAIVER,)
 
 
 
@@ -153,7 +154,7 @@ class Keyring:
             return f"signed by key {_short(signer)} ({state.describe()}) after it was rotated at entry {state.changed_seq} (successor {_short(state.successor)})"
         if state.status == REVOKED:
             return f"signed by key {_short(signer)} ({state.describe()}) after it was revoked at entry {state.changed_seq}"
-        needs = APPROVER if predicate_type in APPROVER_SIGNED or (predicate_type == st.ROLLBACK and approver) else PIPELINE
+        needs = APPROVER if predicate_type in APPROVER_SIGNED or approver else PIPELINE
         if state.role != needs:
             return f"{st.short_type(predicate_type)} entries must be signed by {'an approver' if needs == APPROVER else 'a pipeline'} key, but key {_short(signer)} is the {state.describe()}"
         if approver is not None and (approver[1] != signer or approver[0] != state.name):

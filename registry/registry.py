@@ -163,12 +163,13 @@ class Registry:
             appender.append(
                 f"key:{key.keyid}",
                 key.keyid,
-                st.KEY,
+                st.KEY_V2,  # the one key statement of new entries (key/v1 is still read)
                 {
                     "keyid": key.keyid,
                     "algorithm": "ed25519",
                     "public_key": _b64(key.public_key),
                     "role": "pipeline",
+                    "name": "pipeline",
                     "introduced_by": key.keyid,
                 },
             )
@@ -337,33 +338,15 @@ class Registry:
         return digests
 
     def promote(self, version: str, reason: str = "all mandatory gates passed") -> str:
-        """Move the model's production alias to ``version``; returns the promotion entry digest.
+        """Move the model's production alias to ``version``, signed by the pipeline key; returns
+        the promotion entry digest (gatewise.registry.decisions.promote, without an approver).
 
-        Refused (RegistryError) unless the version has an artifact and, for each mandatory gate,
-        its latest signed result in the ledger is a pass. The promotion names those entries.
+        Refused unless the version has an artifact and the latest signed result of each mandatory
+        gate, read and checked from the ledger, is a pass. The promotion cites those entries.
         """
-        with self.write() as (conn, appender):
-            row = self._version_row(conn, version)
-            if row.status != "ok":
-                raise RegistryError(f"cannot promote {version}: the candidate errored ({row.error})")
-            ledger = SignedLedger(conn)
-            relied = _mandatory_passes(ledger, version)
-            move = ledger.production(row.model)
-            previous = move.predicate.get("version") if move is not None else None
-            _, digest = appender.append(
-                version,
-                row.sha256,
-                st.PROMOTION,
-                {
-                    "version": version,
-                    "model": row.model,
-                    "alias": PRODUCTION,
-                    "previous_version": previous,
-                    "reason": reason,
-                    "gate_results": relied,
-                },
-            )
-        return digest
+        from gatewise.registry.decisions import promote
+
+        return promote(self, version, reason=reason).digest
 
     # -- keys and human decisions (gatewise.registry.keyring, .decisions, .history) ---------
 
@@ -396,9 +379,9 @@ class Registry:
 
     def approve_promotion(self, version: str, *, approver: str, reason: str, waive: Iterable[str] = (), key_file: Path | None = None) -> Any:
         """Promote on an approver's own signature, waiving failed gates (see gatewise.registry.decisions)."""
-        from gatewise.registry.decisions import approve_promotion
+        from gatewise.registry.decisions import promote
 
-        return approve_promotion(self, version, approver=approver, reason=reason, waive=waive, key_file=key_file)
+        return promote(self, version, approver=approver, reason=reason, waive=waive, key_file=key_file)
 
     def rollback(self, model: str, *, reason: str, to: str | None = None, approver: str | None = None, key_file: Path | None = None) -> Any:
         """Move the production alias back to an earlier promoted version (default: the previous one)."""
@@ -616,21 +599,6 @@ def _gate_fields(result: GateResult) -> dict[str, Any]:
         "summary": result.summary,
         "details": result.details,
     }
-
-
-def _mandatory_passes(ledger: SignedLedger, version: str) -> list[dict[str, Any]]:
-    """The latest signed result of each mandatory gate, each a pass, else RegistryError."""
-    latest = ledger.latest_results(version)
-    missing = [gate for gate in MANDATORY_GATES if gate not in latest]
-    failed = [f"{gate} (entry {latest[gate].seq})" for gate in MANDATORY_GATES if gate in latest and not latest[gate].passed]
-    problems = []
-    if missing:
-        problems.append(f"no recorded result for {', '.join(missing)}")
-    if failed:
-        problems.append(f"failed {', '.join(failed)}")
-    if problems:
-        raise RegistryError(f"cannot promote {version}: {'; '.join(problems)}")
-    return [{"gate": gate, "seq": latest[gate].seq, "digest": latest[gate].digest} for gate in MANDATORY_GATES]
 
 
 def _measured(value: Any) -> float | None:

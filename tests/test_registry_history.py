@@ -30,7 +30,7 @@ def test_history_shows_every_decision_with_signer_and_evidence(backend, tmp_path
         ("promotion", v["child"]), ("waiver", v["parent"]), ("promotion", v["parent"]), ("rollback", v["child"])]
     first, waiver, human, rollback = events
     assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
-    assert first["signer"] == {"keyid": pipeline, "name": None, "role": "pipeline"} and first["approver"] is None
+    assert first["signer"] == {"keyid": pipeline, "name": "pipeline", "role": "pipeline"} and first["approver"] is None
     assert all(g["passed"] for g in first["gate_results"]) and len(first["gate_results"]) == 5
 
     assert waiver["signer"] == {"keyid": alice.keyid, "name": "alice", "role": "approver"}

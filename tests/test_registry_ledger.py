@@ -187,7 +187,7 @@ def test_key_file_is_private_and_introduced_by_the_first_entry(backend):
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
     [(seq, ptype, keyid)] = backend.sql("SELECT seq, predicate_type, keyid FROM ledger")
-    assert (seq, ptype) == (1, "https://gatewise.dev/predicates/key/v1")
+    assert (seq, ptype) == (1, "https://gatewise.dev/predicates/key/v2")
     assert registry.verify().keys == [keyid]
     assert "PRIVATE" not in repr(registry.pipeline_key)
 
