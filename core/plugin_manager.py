@@ -20,6 +20,7 @@ BUILTIN_PLUGINS = (
     "gatewise.plugins.data_sources",
     "gatewise.plugins.mlp_trainer",
     "gatewise.plugins.quantization",
+    "gatewise.plugins.graph_optimize",
     "gatewise.plugins.deployers",
 )
 

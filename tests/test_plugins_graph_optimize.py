@@ -1,0 +1,94 @@
+"""The built-in ``graph_optimize`` compressor: same function, fewer nodes, the parent's signature."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from gatewise.errors import UsageError
+from gatewise.plugins.graph_optimize import COMPRESSION_KEY, GraphOptimize, fold_standardization, read_compression_record
+from gatewise.scoring import OnnxScorer, read_input_spec
+from gatewise.testing import check_compressor
+from test_plugins_support import crafted_parent, unusual_rows
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory):
+    return crafted_parent(tmp_path_factory.mktemp("graph_optimize"))
+
+
+@pytest.fixture(scope="module")
+def optimized(parent, tmp_path_factory):
+    output = tmp_path_factory.mktemp("optimized") / "graph_optimize.onnx"
+    GraphOptimize().compress(parent.path, output, parent.calibration, {})
+    return output
+
+
+def signature(path):
+    model = onnx.load(str(path))
+    def shape(value):
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+    return ([(i.name, i.type.tensor_type.elem_type, shape(i)) for i in model.graph.input],
+            [(o.name, o.type.tensor_type.elem_type) for o in model.graph.output])
+
+
+def test_keeps_the_parents_signature_and_input_contract(parent, optimized):
+    assert signature(optimized) == signature(parent.path)
+    assert read_input_spec(optimized) == read_input_spec(parent.path)
+
+
+def test_scores_equal_the_parents_within_1e_5_even_for_unknown_categories(parent, optimized):
+    rows = unusual_rows(parent)
+    expected = OnnxScorer(parent.path).predict_encoded(rows)
+    actual = OnnxScorer(optimized).predict_encoded(rows)
+    assert np.max(np.abs(actual - expected)) <= 1e-5
+    assert OnnxScorer(optimized).predict_encoded(rows[:1]).shape == (1,)
+
+
+def test_standardization_is_gone_from_the_graph_and_the_record_says_how(parent, optimized):
+    before = [n.op_type for n in onnx.load(str(parent.path)).graph.node]
+    after = [n.op_type for n in onnx.load(str(optimized)).graph.node]
+    assert "Div" in before and "Div" not in after and "Slice" not in after
+    assert len(after) < len(before)
+    (record,) = read_compression_record(optimized)
+    assert record["compressor"] == "graph_optimize" and record["ort_level"] == "extended"
+    # A year (mean 2000, spread 1.7) cannot be centred inside the folded bias in float32 within
+    # 1e-5, so the Sub stays and only the division is folded.
+    assert record["folded"] in ("mean_and_std", "std")
+    assert record["max_abs_error_calibration"] <= 1e-5
+
+
+def test_a_graph_of_another_shape_is_left_to_onnx_runtime_alone(parent, optimized, tmp_path):
+    model = onnx.load(str(optimized))
+    assert fold_standardization(model) is False  # nothing left to fold
+    output = tmp_path / "again.onnx"
+    GraphOptimize().compress(optimized, output, parent.calibration, {})
+    steps = read_compression_record(output)
+    assert [s["compressor"] for s in steps] == ["graph_optimize", "graph_optimize"]
+    assert steps[-1]["folded"] == "none"
+
+
+def test_meets_the_plugin_contract(tmp_path):
+    report = check_compressor(GraphOptimize(), tmp_path)
+    assert report.decision_agreement == 1.0
+    assert report.max_score_difference <= 1e-5
+    assert report.output_bytes < report.parent_bytes
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"level": "all"}, "bad value for parameter 'level'"),
+    ({"passes": 3}, "unknown parameter 'passes'"),
+    ({"max_abs_error": 0}, "bad value for parameter 'max_abs_error'"),
+])
+def test_bad_params_are_usage_errors_naming_the_key(parent, tmp_path, params, message):
+    with pytest.raises(UsageError, match=message):
+        GraphOptimize().compress(parent.path, tmp_path / "x.onnx", parent.calibration, params)
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_the_record_travels_in_the_signed_bytes(optimized):
+    props = {p.key: p.value for p in onnx.load(str(optimized)).metadata_props}
+    assert json.loads(props[COMPRESSION_KEY])[0]["onnxruntime"]
