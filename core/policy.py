@@ -56,8 +56,8 @@ class RobustnessPolicy(_Strict):
 
 class DriftPolicy(_Strict):
     max_drifted_share: float = Field(0.3, ge=0, le=1, description="Largest allowed share of feature columns that Evidently finds drifted (training data vs current data), whatever their importance: a backstop for broad drift.")
-    max_weighted_drift: float = Field(0.15, ge=0, description="Largest allowed importance-weighted drift: the sum over feature columns of the model's share of permutation importance times the column's drift distance (docs/gates.md).")
-    max_prediction_drift: float = Field(0.1, ge=0, description="Largest allowed drift of the candidate's own predicted probabilities (Wasserstein distance / the reference's standard deviation), train vs current.")
+    max_weighted_drift: float = Field(0.25, ge=0, description="Largest allowed importance-weighted drift: the sum over feature columns of the model's share of permutation importance times the column's drift distance (docs/gates.md).")
+    max_prediction_drift: float = Field(0.15, ge=0, description="Largest allowed drift of the candidate's own predicted probabilities (Wasserstein distance / the reference's standard deviation), train vs current.")
     importance_repeats: int = Field(3, ge=1, le=50, description="Shuffles per column when measuring permutation importance on the test split.")
 
 

@@ -1,4 +1,9 @@
-"""Drift gate: does the training data still describe the current data? (Evidently, new API)."""
+"""Drift gate: does the training data still describe the current data, where this model looks?
+
+Evidently (new API) measures each column's drift as a distance; the gate weighs each distance by
+how much the candidate relies on the column (permutation importance on the test split) and adds
+the drift of the candidate's own predictions, train vs current.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from gatewise.data import fingerprint
-from gatewise.gates.evidence import json_ready, number
+from gatewise.gates.evidence import failure_reason, json_ready, number
 from gatewise.gates.inputs import GateInputs
 from gatewise.types import GateResult, Schema
 
@@ -15,6 +20,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
 GATE = "drift"
+# Distances, not p-values, at every sample size: on large samples every test is significant, while
+# a distance (normed Wasserstein in standard deviations, Jensen-Shannon) stays a size of change.
+NUMERIC_METHOD = "wasserstein"
+CATEGORICAL_METHOD = "jensenshannon"
+# A prediction spread below this (a near-constant model) would turn any wobble into huge drift.
+MIN_PREDICTION_SPREAD = 0.001
+IMPORTANCE_SEED = 0
 
 # Drift does not depend on the candidate: every candidate of a run compares the same two tables.
 # The memo is keyed by the tables' content (sha256 of their row hashes) and the column lists,
@@ -36,7 +48,8 @@ def _evidently_columns(reference: pd.DataFrame, current: pd.DataFrame, schema: S
 
     # Without a DataDefinition, Evidently takes integer columns (year, checks) as categorical.
     definition = DataDefinition(numerical_columns=list(schema.numeric), categorical_columns=list(schema.categorical))
-    snapshot = Report([DataDriftPreset()], include_tests=True).run(
+    preset = DataDriftPreset(num_method=NUMERIC_METHOD, cat_method=CATEGORICAL_METHOD)
+    snapshot = Report([preset], include_tests=True).run(
         current_data=Dataset.from_pandas(current, data_definition=definition),
         reference_data=Dataset.from_pandas(reference, data_definition=definition),
     )
@@ -79,26 +92,105 @@ def _drift_columns(
         return columns
 
 
+def permutation_importance(inputs: GateInputs, repeats: int) -> dict[str, float]:
+    """How much the candidate relies on each feature: the mean |change| of its predicted probability
+    on the test split when that column alone is shuffled (mean over ``repeats`` seeded shuffles).
+
+    Measured on predictions rather than on a metric, so it needs no label and is never undefined;
+    a column the model ignores scores 0, whatever its drift.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(IMPORTANCE_SEED)
+    base = np.asarray(inputs.scores, dtype="float64")
+    importance: dict[str, float] = {}
+    for column in inputs.schema.features:
+        moved = []
+        for _ in range(repeats):
+            shuffled = inputs.test.copy()
+            shuffled[column] = inputs.test[column].to_numpy()[rng.permutation(len(inputs.test))]
+            moved.append(float(np.abs(np.asarray(inputs.predict_proba(shuffled), dtype="float64") - base).mean()))
+        importance[column] = float(np.mean(moved)) if moved else 0.0
+    return importance
+
+
+def prediction_drift(reference: Any, current: Any) -> dict[str, Any]:
+    """Wasserstein distance between the two predicted-probability distributions, divided by the
+    reference's spread: the measure Evidently applies to a numeric column of this size."""
+    import numpy as np
+    from scipy.stats import wasserstein_distance
+
+    spread = max(float(np.std(reference)), MIN_PREDICTION_SPREAD)
+    return {
+        "method": "wasserstein_distance_norm",
+        "value": float(wasserstein_distance(reference, current) / spread),
+        "reference_mean": float(np.mean(reference)),
+        "current_mean": float(np.mean(current)),
+        "reference_rows": int(len(reference)),
+        "current_rows": int(len(current)),
+    }
+
+
 def drift(inputs: GateInputs) -> GateResult:
-    """Share of feature columns Evidently finds drifted, reference = train, current = inputs.current."""
+    """Importance-weighted column drift and prediction drift, reference = train, current = inputs.current.
+
+    Fails when the importance-weighted drift (sum over features of the candidate's share of
+    permutation importance times the column's drift distance) exceeds max_weighted_drift, when
+    the candidate's own predictions drift more than max_prediction_drift, or when more than
+    max_drifted_share of the columns drift, however little the model uses them (a backstop).
+    ``value`` stays the drifted-column share (monitoring reads it); the weighted drift and the
+    prediction drift sit beside it in ``details``.
+    """
+    import numpy as np
+
     policy = inputs.policy.drift
     features = list(inputs.schema.features)
     missing = [column for column in features if column not in inputs.current.columns]
     if missing:
+        summary = f"current data lacks feature column(s): {', '.join(missing)}"
         return GateResult(
             gate=GATE,
             passed=False,
             value=None,
             threshold=policy.max_drifted_share,
-            summary=f"current data lacks feature column(s): {', '.join(missing)}",
-            details={"missing_columns": missing},
+            summary=summary,
+            details={"missing_columns": missing, "failed_checks": ["missing_columns"], "reason": f"drift failed: {summary}"},
         )
     reference, current = inputs.train[features], inputs.current[features]
     digests = (fingerprint(reference), fingerprint(current))
     columns = _drift_columns(reference, current, inputs.schema, digests)
     drifted = [column for column in features if columns[column]["drifted"]]
     share = len(drifted) / len(features)
-    passed = share <= policy.max_drifted_share
+
+    importance = permutation_importance(inputs, policy.importance_repeats)
+    total = sum(max(value, 0.0) for value in importance.values())
+    weights = {c: (max(importance[c], 0.0) / total if total > 0 else 1.0 / len(features)) for c in features}
+    contributions = {c: weights[c] * float(columns[c]["value"]) for c in features}
+    weighted = float(sum(contributions.values()))
+    for column in features:
+        columns[column] = {**columns[column], "importance": importance[column], "weight": weights[column],
+                           "weighted_drift": contributions[column]}
+    predictions = prediction_drift(
+        np.asarray(inputs.predict_proba(inputs.train), dtype="float64"),
+        np.asarray(inputs.predict_proba(inputs.current), dtype="float64"),
+    )
+
+    failed: list[str] = []
+    if not weighted <= policy.max_weighted_drift:
+        failed.append("max_weighted_drift")
+    if not predictions["value"] <= policy.max_prediction_drift:
+        failed.append("max_prediction_drift")
+    if share > policy.max_drifted_share:
+        failed.append("max_drifted_share")
+    top = sorted(features, key=lambda c: contributions[c], reverse=True)[:2]
+    summary = (
+        f"weighted drift {weighted:.3f} {'>' if 'max_weighted_drift' in failed else '<='} {policy.max_weighted_drift:.3f} "
+        f"(most: {', '.join(f'{c} {contributions[c]:.3f}' for c in top)}); "
+        f"prediction drift {predictions['value']:.3f} {'>' if 'max_prediction_drift' in failed else '<='} "
+        f"{policy.max_prediction_drift:.3f}; {len(drifted)} of {len(features)} feature columns drifted, share {share:.3f} "
+        f"{'>' if 'max_drifted_share' in failed else '<='} {policy.max_drifted_share:.3f}"
+        + (f" ({', '.join(drifted)})" if drifted else "")
+    )
     details = {
         "reference": "train split",
         "reference_rows": len(reference),
@@ -109,16 +201,19 @@ def drift(inputs: GateInputs) -> GateResult:
         "drifted_columns": drifted,
         "drifted_share": share,
         "max_drifted_share": policy.max_drifted_share,
+        "weighted_drift": weighted,
+        "max_weighted_drift": policy.max_weighted_drift,
+        "importance": {"method": "mean |change in P(positive)| when the column is shuffled, test split",
+                       "repeats": policy.importance_repeats, "seed": IMPORTANCE_SEED},
+        "prediction_drift": predictions,
+        "max_prediction_drift": policy.max_prediction_drift,
         "methods": sorted({column["method"] for column in columns.values()}),
+        "failed_checks": failed,
+        "reason": failure_reason(GATE, failed, summary),
     }
-    summary = (
-        f"{len(drifted)} of {len(features)} feature columns drifted, share {share:.3f} "
-        f"{'<=' if passed else '>'} {policy.max_drifted_share:.3f}"
-        + (f" ({', '.join(drifted)})" if drifted else "")
-    )
     return GateResult(
         gate=GATE,
-        passed=passed,
+        passed=not failed,
         value=number(share),
         threshold=policy.max_drifted_share,
         summary=summary,
