@@ -59,19 +59,21 @@ def _preflight(args: argparse.Namespace) -> None:
     reference data, the current file or serving folder and its columns, a Prefect server that
     PREFECT_API_URL names but that does not answer."""
     from gatewise.flows import monitor_steps as steps
-    from gatewise.flows.monitor import request_from
 
-    request = request_from(str(args.home), str(args.config) if args.config else None,
-                           str(args.current) if args.current else None, args.from_serving, args.model)
+    request = steps.request_from(str(args.home), str(args.config) if args.config else None,
+                                 str(args.current) if args.current else None, args.from_serving, args.model)
     registry = steps.open_registry(request)
     try:
         model = steps.resolve_model(registry, request)
         info = steps.live_version(registry, model)
+        steps.read_current(request, model, None)  # a missing file is found in a second, before the slower part
         reference = steps.training_reference(registry, info, request.home)
         steps.read_current(request, model, reference.dataset)
-        steps.retrain_deployment()  # a Prefect server named by PREFECT_API_URL must answer
     finally:
         registry.close()
+    import gatewise.flows.monitor  # noqa: F401 - sets Prefect's defaults before Prefect loads
+
+    steps.retrain_deployment()  # a Prefect server named by PREFECT_API_URL must answer
 
 
 def print_outcome(doc: dict[str, Any]) -> None:

@@ -46,7 +46,7 @@ def monitor(
     model: str | None = None,
 ) -> dict[str, Any]:
     """Judge one batch of production inputs; sign the verdict; retrain when it drifted."""
-    return run_pass(request_from(home, config, current, from_serving, model)).to_document()
+    return run_pass(steps.request_from(home, config, current, from_serving, model)).to_document()
 
 
 def run_pass(request: MonitorRequest) -> MonitorOutcome:
@@ -69,17 +69,6 @@ def run_pass(request: MonitorRequest) -> MonitorOutcome:
         return MonitorOutcome(model, info.version, assessment.drifted, assessment.reasons, entry, assessment.report, started)
     finally:
         registry.close()
-
-
-def request_from(home: str, config: str | None, current: str | None, from_serving: bool, model: str | None) -> MonitorRequest:
-    """The flow's JSON parameters as a request; the same checks as the CLI's flags."""
-    from gatewise.config import load_settings
-    from gatewise.errors import UsageError
-
-    if current and from_serving:
-        raise UsageError("pass either --current FILE or --from-serving, not both")
-    settings = load_settings(Path(config) if config else None)
-    return MonitorRequest(settings, Path(home), model, Path(current) if current else None, bool(from_serving))
 
 
 @contextmanager

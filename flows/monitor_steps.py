@@ -119,6 +119,16 @@ class MonitorOutcome:
         }
 
 
+def request_from(home: str, config: str | None, current: str | None, from_serving: bool, model: str | None) -> MonitorRequest:
+    """The flow's JSON parameters as a request; the same checks as the CLI's flags."""
+    from gatewise.config import load_settings
+
+    if current and from_serving:
+        raise UsageError("pass either --current FILE or --from-serving, not both")
+    settings = load_settings(Path(config) if config else None)
+    return MonitorRequest(settings, Path(home), model, Path(current) if current else None, bool(from_serving))
+
+
 # -- what is live, and what it learned from ---------------------------------------------------
 
 
@@ -168,6 +178,7 @@ def training_reference(registry: Registry, info: VersionInfo, home: Path) -> Ref
         raise UsageError(
             f"cannot re-create the training reference of {info.version}: its run {info.run_id} signed dataset fingerprint "
             f"{str(recorded.get('dataset'))[:16]}, the {source} now gives {dataset.fingerprint[:16]}"
+            + ("" if settings.data.path else " (a run records its settings, not its --data flag: train from [data] path to monitor)")
         )
     split = split_dataset(dataset, settings.split.seed, settings.split.test_fraction)
     if split.train_fingerprint != recorded.get("train"):
@@ -185,9 +196,10 @@ def serving_folder(home: Path, model: str) -> Path:
     return Path(home) / SERVING_INPUTS / model
 
 
-def read_current(request: MonitorRequest, model: str, dataset: Dataset) -> CurrentBatch:
+def read_current(request: MonitorRequest, model: str, dataset: Dataset | None) -> CurrentBatch:
     """--current FILE, or every Parquet file `gatewise serve` sampled for ``model``; the live
-    version's feature columns must be there, numeric where it learned numbers."""
+    version's feature columns must be there, numeric where it learned numbers (``dataset`` None:
+    read only, so a missing file is found before the reference is re-created)."""
     import pandas as pd
 
     if request.from_serving:
@@ -209,9 +221,11 @@ def read_current(request: MonitorRequest, model: str, dataset: Dataset) -> Curre
     return CurrentBatch(frame, source, files, fingerprint(frame))
 
 
-def _checked(frame: pd.DataFrame, path: Path, dataset: Dataset) -> pd.DataFrame:
+def _checked(frame: pd.DataFrame, path: Path, dataset: Dataset | None) -> pd.DataFrame:
     import pandas as pd
 
+    if dataset is None:
+        return frame.reset_index(drop=True)
     schema = dataset.schema
     missing = [c for c in schema.features if c not in frame.columns]
     if missing:
@@ -384,6 +398,8 @@ def start_retrain(request: MonitorRequest, entry: dict[str, Any], current: Path,
         from prefect.deployments import run_deployment
 
         parameters: dict[str, Any] = {"trigger": trigger}
+        if "home" in deployment.parameters:  # the registry that holds the trigger entry
+            parameters["home"] = str(Path(request.home).resolve())
         if "current" in deployment.parameters:  # the batch that drifted becomes the retrain's current data
             parameters["current"] = str(Path(current).resolve())
         from prefect.settings import PREFECT_API_URL, temporary_settings

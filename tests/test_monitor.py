@@ -8,6 +8,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -146,8 +148,13 @@ def test_signed_monitoring_entries_verify(gatewise, workspace):
 
     with _registry(workspace) as registry:
         assert monitoring_entries(registry, "arrests")  # the tests above wrote some
-    code, out, err = gatewise("registry", "verify")
-    assert code == 0, out + err
+    # `gatewise registry verify` as an auditor runs it: its own process, the same home.
+    env = {**os.environ, "GATEWISE_HOME": str(workspace / "home")}
+    env.pop("GATEWISE_REGISTRY_URL", None)
+    done = subprocess.run([sys.executable, "-m", "gatewise.cli", "registry", "verify"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("OK")
 
 
 @pytest.mark.parametrize(
@@ -204,3 +211,76 @@ def test_swapped_artifact_bytes_are_refused(workspace, tmp_path):
         path.write_bytes(bytes(data))
         with pytest.raises(RegistryError, match="refusing to score it"):
             steps.verified_scorer(registry, info)
+
+
+# -- through a deployment on a real Prefect server --------------------------------------------------
+
+SERVER_START_TIMEOUT_S = 150
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    """A real `prefect server start` on a free loopback port, stopped by its pid afterwards."""
+    import socket
+    import time
+
+    import httpx
+
+    prefect = Path(sys.executable).with_name("prefect")
+    if not prefect.exists():
+        pytest.skip(f"the prefect command is not installed beside {Path(sys.executable).name}")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    state = tmp_path_factory.mktemp("prefect")
+    env = {**os.environ, "PREFECT_HOME": str(state), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    log = (state / "server.log").open("w")
+    server = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"prefect server did not answer within {SERVER_START_TIMEOUT_S} s: "
+                            + (state / "server.log").read_text()[-2000:])
+            time.sleep(1)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        log.close()
+
+
+def test_drift_starts_the_retrain_deployment_with_its_trigger(gatewise, workspace, prefect_server, monkeypatch):
+    """Where the retrain flow is deployed, the monitor hands the run to Prefect with the trigger,
+    the home and the drifted batch; the deployment's flow records the trigger (flows/scheduled.py)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    try:
+        from gatewise.flows.scheduled import retrain
+    except ImportError as exc:
+        pytest.skip(f"no deployable retrain flow to deploy: {exc}")
+    monkeypatch.setenv("PREFECT_API_URL", prefect_server)
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
+        retrain.to_deployment(name="monitor-test", parameters={"home": "elsewhere"}).apply()
+        doc = _monitor(gatewise, workspace, "--current", str(workspace / "drifted.csv"))
+        started = doc["retrain"]
+        assert doc["drifted"] is True
+        assert started["how"] == "deployment" and started["deployment"] == "retrain/monitor-test"
+        with get_client(sync_client=True) as client:
+            flow_run = client.read_flow_run(started["flow_run_id"])
+    assert flow_run.parameters["trigger"] == {"kind": "monitor", "entry": doc["entry"]}
+    assert flow_run.parameters["home"] == str((workspace / "home").resolve())
+    assert flow_run.parameters["current"] == str((workspace / "drifted.csv").resolve())
