@@ -8,7 +8,6 @@ is the part of ``gatewise registry verify`` that re-checks these entries in ledg
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass

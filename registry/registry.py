@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, select
 from sqlmodel import SQLModel
 
 from gatewise.errors import RegistryError, UsageError
@@ -33,17 +33,14 @@ from gatewise.registry.database import (
     write_transaction,
 )
 from gatewise.registry.keyring import ensure_key
-from gatewise.registry.keys import SigningKey, keyid_of, load_or_create_key
+from gatewise.registry.keys import SigningKey, load_or_create_key
 from gatewise.registry.ledger import LedgerWriter, parse_time
 from gatewise.registry.receipt import record_head
 from gatewise.registry.signed import PROMOTIONS, SignedLedger, VersionRecord, version_record
 from gatewise.registry.schema import (
     ENTRY_TABLES,
-    GateResultRow,
-    KeyRow,
     LedgerEntry,
     ModelRow,
-    PromotionRow,
     RunRow,
     VersionRow,
     create_missing_indexes,
@@ -54,12 +51,9 @@ from gatewise.types import Candidate, GateResult
 PRODUCTION = "production"
 
 _V = VersionRow.__table__.c
-_G = GateResultRow.__table__.c
-_P = PromotionRow.__table__.c
 _M = ModelRow.__table__.c
 _L = LedgerEntry.__table__.c
 _R = RunRow.__table__.c
-_K = KeyRow.__table__.c
 
 
 @dataclass(frozen=True)
@@ -274,17 +268,19 @@ class Registry:
         error = None if candidate.status == "ok" else (candidate.error or "errored without a message")
         plugin = candidate.plugin
         with self.write() as (conn, appender):
-            last = conn.execute(select(func.max(_V.number)).where(_V.model == model)).scalar()
-            number = int(last or 0) + 1
+            ledger = SignedLedger(conn)
+            last = ledger.newest_candidate(model)  # the numbering follows the signed entries
+            number = int(last.predicate["number"]) + 1 if last is not None else 1
             version = f"{model}:v{number}"
             parent = None
             if candidate.parent:
-                parent_version = conn.execute(
-                    select(_V.name)
-                    .where(_V.run_id == run_id, _V.candidate == candidate.parent)
-                    .order_by(_V.entry_seq.desc())
-                    .limit(1)
-                ).scalar()
+                # The table finds the parent's version; its signed entry must say it is that candidate.
+                names = conn.execute(
+                    select(_V.name).where(_V.run_id == run_id, _V.candidate == candidate.parent).order_by(_V.entry_seq.desc())
+                ).scalars()
+                signed = (ledger.candidate(name) for name in names)
+                parent_version = next((e.predicate["version"] for e in signed if e is not None and e.predicate.get("run_id") == run_id
+                                       and e.predicate.get("candidate") == candidate.parent), None)
                 parent = {"candidate": candidate.parent, "version": parent_version}
             subject = artifact["sha256"] if artifact else _sha256_text(error or "")
             appender.append(
@@ -541,7 +537,7 @@ class Registry:
         """Re-check the whole ledger, every table row and every stored artifact, against
         ``<home>/head.json`` and any older ``receipts`` kept elsewhere; the outcome is recorded in
         the home for the read commands' warning (gatewise.registry.verified)."""
-        from gatewise.registry.verify_database import verify_registry
+        from gatewise.registry.verify import verify_registry
 
         from gatewise.registry.freshness import record_verification
 

@@ -35,6 +35,9 @@ class LedgerEntry(SQLModel, table=True):
     __table_args__ = (
         Index("ix_ledger_digest", "digest", unique=True),
         Index("ix_ledger_ref_type", "ref", "predicate_type", "seq"),
+        # The signed reads (gatewise.registry.signed): the key entries, the newest promotion or
+        # candidate of a model, read from the ledger itself rather than from a projection.
+        Index("ix_ledger_type_seq", "predicate_type", "seq"),
     )
 
 

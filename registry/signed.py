@@ -151,6 +151,17 @@ class SignedLedger:
             raise RegistryError(f"version {version} is registered by more than one entry ({', '.join(str(e.seq) for e in found)}): {_VERIFY}")
         return found[0] if found else None
 
+    def newest_candidate(self, model: str) -> Signed | None:
+        """The newest signed candidate entry of ``model`` (its number is the model's last)."""
+        rows = self.conn.execute(select(_L.seq, _L.ref).where(_L.predicate_type == st.CANDIDATE, _L.seq.is_not(None)).order_by(_L.seq.desc()))
+        prefix = f"{model}:v"
+        for seq, ref in rows:
+            if isinstance(ref, str) and ref.startswith(prefix):
+                entry = self.entries([int(seq)]).get(int(seq))
+                if entry is not None and entry.predicate.get("model") == model:
+                    return entry
+        return None
+
     def version(self, version: str) -> VersionRecord:
         """The version as its signed candidate entry registered it; unknown version: RegistryError."""
         entry = self.candidate(version)
