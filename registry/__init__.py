@@ -1,8 +1,8 @@
 """gatewise.registry: the signed, hash-chained ledger of runs, candidates, gate verdicts and promotions.
 
 The registry never imports gates, flows or plugins: it stores, signs and verifies statements.
-Its public names load on first use, so that a verify worker process (which needs only the
-statements and its source) starts without the database layer and its 0.5 s of imports.
+Its public names load on first use, so that importing a submodule (an offline bundle check needs
+only the statements) does not load the database layer and its 0.5 s of imports.
 """
 
 from __future__ import annotations
