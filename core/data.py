@@ -40,8 +40,24 @@ def read_table(path: Path) -> pd.DataFrame:
     return frame
 
 
-def build_dataset(table: SourceTable, label: str | None, positive: str | None, sensitive: tuple[str, ...] | None) -> Dataset:
-    """Apply the user's choices over the source's defaults and infer feature types."""
+def as_times(values: pd.Series) -> pd.Series:
+    """A time column as numbers (years, epochs) when every value is one, else as UTC datetimes."""
+    import pandas as pd
+
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().sum() == values.notna().sum():
+        return numeric
+    return pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+
+
+def build_dataset(
+    table: SourceTable, label: str | None, positive: str | None, sensitive: tuple[str, ...] | None,
+    id_column: str | None = None, time_column: str | None = None,
+) -> Dataset:
+    """Apply the user's choices over the source's defaults and infer feature types.
+
+    A declared id or time column is not a feature: the model never reads it; the leakage gate does.
+    """
     frame = table.frame
     label = label or table.label
     positive = str(positive if positive is not None else table.positive)
@@ -55,18 +71,34 @@ def build_dataset(table: SourceTable, label: str | None, positive: str | None, s
             raise UsageError(f"sensitive column '{column}' not found in {table.name}")
         if column == label:
             raise UsageError(f"sensitive column '{column}' is the label")
+    for flag, column in (("--id", id_column), ("--time", time_column)):
+        if column is None:
+            continue
+        if column not in frame.columns:
+            raise UsageError(f"{flag} column '{column}' not found in {table.name} (columns: {', '.join(map(str, frame.columns))})")
+        if column == label or column in sensitive:
+            raise UsageError(f"{flag} column '{column}' is the label or a sensitive column")
+    if id_column is not None and id_column == time_column:
+        raise UsageError(f"'{id_column}' is declared both as the id and as the time column")
+    if time_column is not None:
+        times = frame[time_column]
+        if as_times(times).notna().sum() != len(times):
+            raise UsageError(f"--time column '{time_column}' holds values that are neither numbers nor dates (or is missing some)")
     values = set(frame[label].dropna().astype(str).unique())
     if positive not in values:
         raise UsageError(f"positive label value '{positive}' does not occur in column '{label}' (values: {', '.join(sorted(values)[:10])})")
     numeric, categorical = [], []
     for column in frame.columns:
-        if column == label:
+        if column in (label, id_column, time_column):
             continue
         kind = frame[column].dtype.kind
         (numeric if kind in "iufb" else categorical).append(str(column))
     if not numeric and not categorical:
         raise UsageError(f"{table.name} has no feature columns besides the label '{label}'")
-    schema = Schema(label=label, positive=positive, numeric=tuple(numeric), categorical=tuple(categorical), sensitive=sensitive)
+    schema = Schema(
+        label=label, positive=positive, numeric=tuple(numeric), categorical=tuple(categorical), sensitive=sensitive,
+        id_column=id_column, time_column=time_column,
+    )
     return Dataset(name=table.name, frame=frame, schema=schema, fingerprint=fingerprint(frame))
 
 
@@ -88,13 +120,25 @@ def label_vector(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
     return (frame[schema.label].astype(str) == schema.positive).to_numpy(dtype="int64")
 
 
-def split_dataset(dataset: Dataset, seed: int, test_fraction: float) -> Split:
-    """Deterministic stratified split: the same data and seed give the same rows every run."""
+def split_dataset(dataset: Dataset, seed: int, test_fraction: float, kind: str = "random") -> Split:
+    """Deterministic split: the same data and seed give the same rows every run.
+
+    ``random``: stratified by the label. ``time``: out of time, the latest ``test_fraction`` of
+    the rows by the declared time column are the test split (ties keep the table's order).
+    """
     from sklearn.model_selection import train_test_split
 
     frame = dataset.frame[dataset.frame[dataset.schema.label].notna()].reset_index(drop=True)
-    train, test = train_test_split(
-        frame, test_size=test_fraction, random_state=seed, stratify=label_vector(frame, dataset.schema)
-    )
+    if kind == "time":
+        column = dataset.schema.time_column
+        if column is None:
+            raise UsageError("--split time needs a time column: pass --time COLUMN or set [data] time_column")
+        ordered = frame.iloc[as_times(frame[column]).argsort(kind="stable").to_numpy()]
+        cut = len(ordered) - max(1, round(test_fraction * len(ordered)))
+        train, test = ordered.iloc[:cut], ordered.iloc[cut:]
+    else:
+        train, test = train_test_split(
+            frame, test_size=test_fraction, random_state=seed, stratify=label_vector(frame, dataset.schema)
+        )
     train, test = train.reset_index(drop=True), test.reset_index(drop=True)
     return Split(train=train, test=test, seed=seed, train_fingerprint=fingerprint(train), test_fingerprint=fingerprint(test))

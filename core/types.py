@@ -24,6 +24,9 @@ class Schema:
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
     sensitive: tuple[str, ...] = ()
+    # Declared row id and time columns: never features; the leakage gate checks them.
+    id_column: str | None = None
+    time_column: str | None = None
 
     @property
     def features(self) -> tuple[str, ...]:
