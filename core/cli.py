@@ -118,14 +118,23 @@ def outcome_document(outcome: Any) -> dict[str, Any]:
                 "sha256": o.candidate.sha256,
                 "size_bytes": o.candidate.size_bytes,
                 "latency_ms_batch1": o.latency_ms,
+                "benchmark": o.benchmark.to_dict() if o.benchmark is not None else None,
+                "selection": _verdict_doc(outcome, o),
                 "passed": o.passed,
                 "gates": {r.gate: _result_doc(r) for r in o.results},
             }
             for o in outcome.candidates
         ],
         "promoted": outcome.promoted,
+        "selection": outcome.selection.to_dict() if outcome.selection is not None else None,
+        "hardware": outcome.hardware or None,
         "deployments": [d.to_dict() for d in outcome.deployments],
     }
+
+
+def _verdict_doc(outcome: Any, candidate: Any) -> dict[str, Any] | None:
+    verdict = outcome.selection.verdict(candidate.candidate.name) if outcome.selection is not None else None
+    return verdict.to_dict() if verdict is not None else None
 
 
 def _result_doc(result: Any) -> dict[str, Any]:
@@ -148,13 +157,26 @@ def print_outcome(outcome: Any) -> None:
     else:
         print("no champion yet: the accuracy gate compares with the floor and the parent only")
     gates = [r.gate for r in next((o.results for o in outcome.candidates if o.results), ())]
-    header = ["candidate", "version", "plugin", "size_kB", "lat_ms"] + gates
+    large = next((o.benchmark.large_batch for o in outcome.candidates if o.benchmark is not None), 256)
+    header = ["candidate", "version", "size_kB", "p50_b1_ms", "p99_b1_ms", f"rows/s_b{large}", "x_parent"] + gates
     rows = []
     for o in outcome.candidates:
-        c = o.candidate
+        c, b = o.candidate, o.benchmark
         cells = [_cell(r) for r in o.results] if o.results else ["errored"] + [""] * (len(gates) - 1)
-        rows.append([c.name, o.version or "-", c.plugin.name, f"{(c.size_bytes or 0) / 1024:.1f}", f"{o.latency_ms:.3f}" if o.latency_ms else "-"] + cells)
+        verdict = outcome.selection.verdict(c.name) if outcome.selection is not None else None
+        speedup = f"{verdict.speedup_batch1:.2f}" if verdict is not None and verdict.speedup_batch1 else "-"
+        figures = [f"{b.p50_ms_batch1:.4f}", f"{b.p99_ms_batch1:.4f}", f"{b.throughput_rows_s:,.0f}"] if b else ["-", "-", "-"]
+        mark = "*" if outcome.selection is not None and c.name == outcome.selection.winner else ""
+        rows.append([mark + c.name, o.version or "-", f"{(c.size_bytes or 0) / 1024:.1f}", *figures, speedup] + cells)
     print_table(header, rows)
+    if outcome.selection is not None:
+        print(f"selection ([select] objective {outcome.selection.objective}, ties within {outcome.selection.tie_tolerance:.0%}):")
+        for v in outcome.selection.verdicts:
+            print(f"  {v.name}: {v.reason}")
+    if outcome.hardware:
+        h = outcome.hardware
+        print(f"measured on {h['cpu_model']} ({h['cpu_usable']} of {h['cpu_count']} cores; {' '.join(h['cpu_flags']) or 'no listed flags'}), "
+              f"onnxruntime {h['onnxruntime']} {h['provider']}, {h['intra_op_threads']} intra-op threads")
     for o in outcome.candidates:
         if o.candidate.status != "ok":
             print(f"{o.candidate.name}: errored: {o.candidate.error}")

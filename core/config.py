@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationError
 
 from gatewise.errors import UsageError
 from gatewise.policy import GatePolicy
@@ -26,12 +26,15 @@ class DataSettings(_Strict):
     positive: str | None = Field(None, description="Label value that counts as the positive class.")
     sensitive: tuple[str, ...] | None = Field(None, description="Sensitive columns the fairness gate groups by.")
     current: Path | None = Field(None, description="Current (production) data the drift gate compares with training data; the test split when unset.")
+    id_column: str | None = Field(None, description="Row id column (--id): not a feature; the leakage gate fails when it orders or predicts the label.")
+    time_column: str | None = Field(None, description="Time column (--time): not a feature; the leakage gate fails when the split puts test rows before training rows.")
     model_name: str | None = Field(None, description="Registry model name; the dataset's name when unset.")
 
 
 class SplitSettings(_Strict):
     seed: int = Field(42, description="Seed of the deterministic train/test split.")
     test_fraction: float = Field(0.3, gt=0, lt=1, description="Share of rows held out for the gates.")
+    kind: Literal["random", "time"] = Field("random", description="'random' (stratified by the label) or 'time' (--split time: the latest rows by [data] time_column are the test split).")
 
 
 class TrainSettings(_Strict):
@@ -42,6 +45,13 @@ class TrainSettings(_Strict):
 class CompressSettings(_Strict):
     compressors: tuple[str, ...] = Field(("graph_optimize", "int8_dynamic", "int8_static"), description="Compressor plugins to run on the exported parent, by name.")
     params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Parameters per compressor name.")
+
+
+class SelectSettings(_Strict):
+    objective: Literal["latency", "throughput", "size", "weighted"] = Field("latency", description="What picks the winner among candidates that passed every gate: batch-1 p50 latency, large-batch throughput, file size, or a weighted sum of the three as ratios to the parent (docs/optimization.md).")
+    weights: dict[Literal["latency", "throughput", "size"], NonNegativeFloat] = Field(default_factory=lambda: {"latency": 1.0, "size": 0.5}, description="Weights of the 'weighted' objective: each figure's ratio to the parent's is multiplied by its weight.")
+    tie_tolerance: float = Field(0.05, ge=0, le=1, description="Relative difference under which two figures are a tie (noise); a tie goes to the smaller file, and a child is 'slower than its parent' only beyond it.")
+    large_batch: int = Field(256, ge=2, le=65536, description="Rows per call of the large-batch latency and throughput measurement.")
 
 
 class RegistrySettings(_Strict):
@@ -66,8 +76,9 @@ class ServeSettings(_Strict):
 
 
 class MonitorSettings(_Strict):
-    max_drifted_share: float | None = Field(None, ge=0, le=1, description="Drifted-column share that triggers a retrain; the drift gate's limit when unset.")
-    max_prediction_drift: float = Field(0.1, ge=0, description="Drift of the predicted-probability distribution that triggers a retrain.")
+    max_drifted_share: float | None = Field(None, ge=0, le=1, description="Drifted-column share that triggers a retrain; the drift gate's limit ([gates.drift]) when unset.")
+    max_weighted_drift: float | None = Field(None, ge=0, description="Importance-weighted column drift of the live model that triggers a retrain; the drift gate's limit when unset.")
+    max_prediction_drift: float | None = Field(None, ge=0, description="Drift of the live model's predicted probabilities (reference vs current) that triggers a retrain; the drift gate's limit when unset.")
 
 
 class Settings(_Strict):
@@ -75,6 +86,7 @@ class Settings(_Strict):
     split: SplitSettings = Field(default_factory=SplitSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     compress: CompressSettings = Field(default_factory=CompressSettings)
+    select: SelectSettings = Field(default_factory=SelectSettings)
     gates: GatePolicy = Field(default_factory=GatePolicy)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     run: RunSettings = Field(default_factory=RunSettings)

@@ -9,8 +9,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
+from gatewise.benchmark import hardware
 from gatewise.flows import deploy, steps
 from gatewise.flows.steps import CandidateOutcome, RunOutcome, RunRequest
 from gatewise.types import Dataset
@@ -91,19 +93,23 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
             )
             # The parent is gated first: its test scores are the baseline of every compressed child.
             # Submitted, like the children, so every candidate's gates run on the task runner (Dask too).
-            results, parent_scores, latency = gate_candidate.submit(settings, dataset, split, current, parent, None, champion).result()
-            outcomes = [CandidateOutcome(parent, results=results, latency_ms=round(latency, 4))]
+            results, parent_scores = gate_candidate.submit(settings, dataset, split, current, parent, None, champion).result()
+            outcomes = [CandidateOutcome(parent, results=results)]
             gated = {
                 c.name: gate_candidate.submit(settings, dataset, split, current, c, parent_scores, champion)
                 for c in children if c.status == "ok"
             }
             for child in children:
                 if child.name in gated:
-                    results, _, latency = gated[child.name].result()
-                    outcomes.append(CandidateOutcome(child, results=results, latency_ms=round(latency, 4)))
+                    results, _ = gated[child.name].result()
+                    outcomes.append(CandidateOutcome(child, results=results))
                 else:
                     outcomes.append(CandidateOutcome(child))
             lap("gates")
+            # Timed together, after the gates, so no candidate is measured beside another's work.
+            outcomes = steps.benchmark_candidates(settings, split, outcomes)
+            selection = steps.select_candidates(settings, outcomes)
+            lap("benchmark")
 
             evidence = {
                 "policy_digest": settings.gates_digest(),
@@ -114,14 +120,14 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
             for outcome in outcomes:  # the parent comes first, so children can name it
                 version = registry.register_candidate(run_id, model, outcome.candidate)
                 if outcome.results:
-                    registry.record_gate_results(version, list(outcome.results), evidence)
-                registered.append(CandidateOutcome(outcome.candidate, version, outcome.results, outcome.latency_ms))
+                    registry.record_gate_results(version, list(outcome.results), steps.selection_evidence(evidence, outcome, selection))
+                registered.append(replace(outcome, version=version))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-        winner = steps.select_winner(tuple(registered))
+        winner = next((o for o in registered if o.candidate.name == selection.winner), None)
         if winner is not None:
-            registry.promote(winner.version)
+            registry.promote(winner.version, reason=steps.promotion_reason(selection, winner))
         lap("register")
         deployments = ()
         if winner is not None:  # each deployer's outcome is signed; none can undo the promotion
@@ -130,7 +136,7 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
         return RunOutcome(
             run_id, model, "promoted" if winner else "blocked", tuple(registered), data_gate,
             champion.version if champion else None, winner.version if winner else None, fingerprints,
-            settings.digest(), timings, deployments,
+            settings.digest(), timings, deployments, selection, hardware(),
         )
     finally:
         registry.close()

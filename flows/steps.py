@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import statistics
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,7 +55,8 @@ class CandidateOutcome:
     candidate: Candidate
     version: str | None = None
     results: tuple[GateResult, ...] = ()
-    latency_ms: float | None = None
+    latency_ms: float | None = None  # batch-1 p50 of the benchmark, in ms
+    benchmark: Any = None  # gatewise.benchmark.Benchmark, measured after the gates
 
     @property
     def passed(self) -> bool:
@@ -77,6 +76,8 @@ class RunOutcome:
     settings_digest: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     deployments: tuple[Any, ...] = ()  # gatewise.flows.deploy.DeploymentOutcome, one per [deploy] deployer
+    selection: Any = None  # gatewise.selection.Selection: the objective, the winner, a verdict per candidate
+    hardware: dict[str, Any] = field(default_factory=dict)  # what the benchmark ran on
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -91,7 +92,7 @@ def load_dataset(request: RunRequest) -> Dataset:
     label = request.label or data.label
     positive = request.positive if request.positive is not None else data.positive
     sensitive = request.sensitive if request.sensitive is not None else data.sensitive
-    return build_dataset(table, label, positive, sensitive)
+    return build_dataset(table, label, positive, sensitive, data.id_column, data.time_column)
 
 
 def preflight(request: RunRequest) -> Dataset:
@@ -139,7 +140,7 @@ def validate_data(dataset: Dataset) -> GateResult:
 def split_data(dataset: Dataset, settings: Settings) -> Split:
     from gatewise.data import split_dataset
 
-    return split_dataset(dataset, settings.split.seed, settings.split.test_fraction)
+    return split_dataset(dataset, settings.split.seed, settings.split.test_fraction, settings.split.kind)
 
 
 def load_current(request: RunRequest, dataset: Dataset, split: Split) -> pd.DataFrame:
@@ -228,8 +229,12 @@ def rescore_champion(champion: VersionInfo | None, artifact: Path | None, split:
 def gate_candidate(
     settings: Settings, dataset: Dataset, split: Split, current: pd.DataFrame,
     candidate: Candidate, parent_scores: np.ndarray | None, champion: Champion | None,
-) -> tuple[tuple[GateResult, ...], Any, float]:
-    """Run the five mandatory gates on the candidate's ONNX file; return results, test scores, latency."""
+) -> tuple[tuple[GateResult, ...], Any]:
+    """Run the five mandatory gates on the candidate's ONNX file; return results and test scores.
+
+    Speed is measured afterwards for all candidates together (``benchmark_candidates``): timed
+    here, a candidate's latency would depend on which other gates ran beside it.
+    """
     from gatewise.gates import run_mandatory_gates
     from gatewise.gates.inputs import GateInputs
     from gatewise.scoring import OnnxScorer
@@ -244,30 +249,67 @@ def gate_candidate(
         champion_version=champion.version if champion else None,
     )
     results = tuple(run_mandatory_gates(inputs))
-    return results, scores, batch1_latency_ms(scorer, scorer.spec.encode(split.test.head(64)))
+    return results, scores
 
 
-def batch1_latency_ms(scorer: Any, rows: np.ndarray, repeats: int = 200) -> float:
-    """Median batch-1 latency in ms: the default objective among candidates that pass."""
-    for i in range(20):  # warm-up
-        scorer.predict_encoded(rows[i % len(rows)][None, :])
-    timings = []
-    for i in range(repeats):
-        start = time.perf_counter()
-        scorer.predict_encoded(rows[i % len(rows)][None, :])
-        timings.append(time.perf_counter() - start)
-    return statistics.median(timings) * 1000
+def benchmark_candidates(settings: Settings, split: Split, outcomes: list[CandidateOutcome]) -> list[CandidateOutcome]:
+    """Time every candidate with a file, one documented way, in one interleaved measurement."""
+    from gatewise.benchmark import benchmark_models
+    from gatewise.scoring import read_input_spec
+
+    measured = {o.candidate.name: o.candidate.onnx_path for o in outcomes if o.candidate.status == "ok"}
+    if not measured:
+        return list(outcomes)
+    rows = read_input_spec(next(iter(measured.values()))).encode(split.test.head(256))
+    figures = benchmark_models(measured, rows, rounds=60, large_batch=settings.select.large_batch)
+    return [
+        replace(o, benchmark=figures[o.candidate.name], latency_ms=figures[o.candidate.name].p50_ms_batch1)
+        if o.candidate.name in figures else o
+        for o in outcomes
+    ]
 
 
-def select_winner(outcomes: tuple[CandidateOutcome, ...]) -> CandidateOutcome | None:
-    """Among candidates that passed every gate: lowest batch-1 latency, then smallest file."""
-    passed = [o for o in outcomes if o.passed]
-    if not passed:
-        return None
-    # Latency differences under 5% are noise on a shared machine; the smaller file wins those.
-    best = min(o.latency_ms or float("inf") for o in passed)
-    close = [o for o in passed if (o.latency_ms or float("inf")) <= best * 1.05]
-    return min(close, key=lambda o: (o.candidate.size_bytes or 0, o.latency_ms or 0))
+def select_candidates(settings: Settings, outcomes: tuple[CandidateOutcome, ...] | list[CandidateOutcome]) -> Any:
+    """The ``[select]`` objective over the gate-passing candidates (gatewise.selection.select)."""
+    from gatewise.selection import Entry, select
+
+    chosen = settings.select
+    entries = [Entry(o.candidate.name, o.candidate.parent, o.passed, o.benchmark) for o in outcomes]
+    return select(entries, chosen.objective, dict(chosen.weights), chosen.tie_tolerance)
+
+
+def select_winner(outcomes: tuple[CandidateOutcome, ...], settings: Settings | None = None) -> CandidateOutcome | None:
+    """The outcome the ``[select]`` objective picks among those that passed every gate, or None."""
+    winner = select_candidates(settings or Settings(), outcomes).winner
+    return next((o for o in outcomes if o.candidate.name == winner), None)
+
+
+def selection_evidence(evidence: dict[str, Any], outcome: CandidateOutcome, selection: Any) -> dict[str, Any]:
+    """A candidate's gate evidence plus its benchmark row, the hardware and its selection verdict.
+
+    Signed with each gate result, so the run's accuracy/latency/size table is in the record.
+    """
+    from gatewise.benchmark import hardware
+
+    verdict = selection.verdict(outcome.candidate.name) if selection is not None else None
+    return {
+        **evidence,
+        "benchmark": outcome.benchmark.to_dict() if outcome.benchmark is not None else None,
+        "hardware": hardware() if outcome.benchmark is not None else None,
+        "selection": {
+            "objective": selection.objective, "tie_tolerance": selection.tie_tolerance,
+            "winner": selection.winner, "verdict": verdict.to_dict() if verdict else None,
+        } if selection is not None else None,
+    }
+
+
+def promotion_reason(selection: Any, winner: CandidateOutcome) -> str:
+    """The signed promotion's reason: the gates, and the measured figure that chose this candidate."""
+    verdict = selection.verdict(winner.candidate.name)
+    b = winner.benchmark
+    figures = f"p50 {b.p50_ms_batch1:.4f} ms at batch 1, {b.throughput_rows_s:.0f} rows/s at batch {b.large_batch}, {b.size_bytes} bytes" if b else ""
+    versus = f"; {verdict.speedup_batch1:.2f}x its parent's batch-1 speed" if verdict and verdict.speedup_batch1 else ""
+    return f"all mandatory gates passed; selected by [select] objective '{selection.objective}': {figures}{versus}"
 
 
 def data_fingerprints(dataset: Dataset, split: Split, current: pd.DataFrame) -> dict[str, str]:

@@ -62,9 +62,12 @@ def test_a_crashing_compressor_becomes_an_errored_candidate(tmp_path, monkeypatc
 
 
 def _outcome(name, latency, size, passed=True):
+    from gatewise.benchmark import Benchmark
+
     info = PluginInfo(name, "1", "gatewise", "")
     result = GateResult("leakage", passed, 0.5, 0.9, "")
-    return CandidateOutcome(Candidate(name, info, "ok", size_bytes=size), f"m:{name}", (result,), latency)
+    figures = Benchmark(latency, latency, latency * 50, latency * 50, 256, 256 / (latency * 50 / 1000), size, None, 100, 10)
+    return CandidateOutcome(Candidate(name, info, "ok", size_bytes=size), f"m:{name}", (result,), latency, figures)
 
 
 def test_selection_prefers_latency_then_size_and_skips_failures():
