@@ -51,7 +51,8 @@ def add_commands(subparsers: Any) -> Any:
                         help="fail unless the ledger's first key is this key id (repeatable)")
     verify.add_argument("--no-artifacts", action="store_true", help="do not re-hash the stored artifact files")
     verify.add_argument("--receipt", action="append", default=[], type=Path, metavar="FILE",
-                        help="also check the ledger against a head receipt kept elsewhere (repeatable; may be older)")
+                        help="also check the ledger against a head receipt kept elsewhere, or the newest one in a directory "
+                        "$GATEWISE_RECEIPT_DIR published to (repeatable; may be older)")
     registry_options(verify)
     verify.set_defaults(handler=_verify)
     return commands
@@ -132,10 +133,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     with open_registry(args) as registry:
-        for path in args.receipt:
-            if not path.is_file():
-                raise UsageError(f"receipt file {path} does not exist")
-        report = registry.verify(check_artifacts=not args.no_artifacts, trusted_keys=args.trusted_key, receipts=args.receipt)
+        report = registry.verify(check_artifacts=not args.no_artifacts, trusted_keys=args.trusted_key, receipts=_receipt_files(args.receipt))
     if args.json:
         print_json(report.to_dict())
     else:
@@ -149,6 +147,25 @@ def _verify(args: argparse.Namespace) -> int:
             f"keys {', '.join(k[:16] for k in report.keys) or '-'}; {receipt_summary(report.receipts)}"
         )
     return 0 if report.ok else ExitCode.VERIFY_FAILED
+
+
+def _receipt_files(paths: list[Path]) -> list[Path]:
+    """Receipt files to check: each file given, and the newest receipt of each directory given
+    (one that $GATEWISE_RECEIPT_DIR was pointed at)."""
+    from gatewise.registry.receipt import newest_published
+
+    files = []
+    for path in paths:
+        if path.is_dir():
+            newest = newest_published(path)
+            if newest is None:
+                raise UsageError(f"receipt directory {path} holds no head-*.json receipt")
+            files.append(newest)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UsageError(f"receipt file {path} does not exist")
+    return files
 
 
 def receipt_summary(receipts: list[dict[str, Any]]) -> str:

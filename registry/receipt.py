@@ -21,6 +21,7 @@ from typing import Any
 from gatewise.registry import statements as st
 
 RECEIPT_FILE = "head.json"
+RECEIPT_DIR_ENV = "GATEWISE_RECEIPT_DIR"  # a second place every receipt is published to
 HEAD_RECEIPT = st.PREDICATE_BASE + "head-receipt/v1"
 _LOCK_FILE = ".head.json.lock"
 
@@ -127,10 +128,40 @@ def record_head(home: Path, key: Any, start: tuple[int, str], head: tuple[int, s
                     return
             from gatewise.registry.ledger import utc_now
 
-            _write_atomically(path, make_receipt(key, head[0], head[1], utc_now()) + "\n")
+            text = make_receipt(key, head[0], head[1], utc_now()) + "\n"
+            _write_atomically(path, text)
             _WRITTEN[path] = (_identity(os.stat(path)), head)
     except OSError as exc:
         log.warning("cannot write the head receipt %s: %s", path, exc)
+        return
+    publish(text, head[0])
+
+
+def publish(text: str, seq: int) -> None:
+    """Also keep the receipt in ``$GATEWISE_RECEIPT_DIR`` (if set) as ``head-<seq>.json``, created
+    once and never replaced: point it at a place the database's writers cannot rewrite (a mounted
+    append-only directory, a synced folder an auditor pulls) and a later truncation shows there."""
+    directory = os.environ.get(RECEIPT_DIR_ENV)
+    if not directory:
+        return
+    target = Path(directory) / f"head-{seq:012d}.json"
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return  # published before: never replaced
+    except OSError as exc:
+        log.warning("cannot publish the head receipt to %s: %s", target, exc)
+        return
+    try:
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def newest_published(directory: Path) -> Path | None:
+    """The published receipt with the highest seq in ``directory`` (None if it holds none)."""
+    found = sorted(Path(directory).glob("head-*.json"))
+    return found[-1] if found else None
 
 
 # The receipt this process wrote last, by path: (file identity, (seq, digest)). While the file is

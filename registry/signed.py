@@ -202,9 +202,13 @@ class SignedLedger:
 
     def promoted(self, versions: Iterable[str]) -> set[str]:
         """Which of these versions a signed promotion ever named."""
-        names = set(versions)
-        rows = list(self.conn.execute(select(*_ROW).where(_L.predicate_type.in_(PROMOTIONS), _L.seq.is_not(None))))
-        return {entry.predicate.get("version") for entry in map(self.check, rows)} & names
+        names = sorted(set(versions))
+        found: set[str] = set()
+        for start in range(0, len(names), 500):
+            chunk = names[start:start + 500]
+            rows = self.conn.execute(select(*_ROW).where(_L.ref.in_(chunk), _L.predicate_type.in_(PROMOTIONS), _L.seq.is_not(None)))
+            found.update(entry.predicate.get("version") for entry in map(self.check, rows))
+        return found & set(names)
 
     def latest_results(self, version: str) -> dict[str, GateVerdict]:
         """The latest signed result of every gate recorded for ``version``, by gate name."""

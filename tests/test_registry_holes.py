@@ -258,3 +258,23 @@ def test_read_commands_warn_when_verification_is_stale_or_failed(filled, capsys)
     assert any(line.split()[:2] == ["fairness", "FAIL"] for line in out.splitlines())  # the signed verdict
     code, _, err = _run(capsys, "registry", "gates", "--gate", "fairness")
     assert code == 2 and "does not match its signed entry (passed)" in err
+
+
+def test_receipts_published_to_a_second_place_show_a_cut(home, tmp_path, capsys, monkeypatch):
+    published = tmp_path / "published"
+    published.mkdir()
+    monkeypatch.setenv("GATEWISE_RECEIPT_DIR", str(published))
+    backend = Backend(home, None)
+    registry, v = populated(backend, tmp_path)
+    names = sorted(p.name for p in published.iterdir())
+    assert names[-1] == "head-000000000016.json" and len(names) == len(set(names))
+    code, out, _ = _run(capsys, "registry", "verify", "--receipt", str(published))
+    assert code == 0 and f"{published / 'head-000000000016.json'} (entry 16 of " in out
+    backend.sql("DELETE FROM promotions WHERE entry_seq = 16")
+    backend.sql("DELETE FROM ledger WHERE seq = 16")
+    backend.sql("UPDATE models SET production_version = NULL, production_seq = NULL")
+    _run(capsys, "registry", "verify")  # head.json already shows it; the published copy does too:
+    (backend.home / "head.json").unlink()
+    code, out, _ = _run(capsys, "registry", "verify", "--receipt", str(published))
+    assert code == VERIFY_FAILED and "entries after seq 15 are missing" in out
+    backend.close()
