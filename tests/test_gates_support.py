@@ -47,8 +47,12 @@ class Fitted:
     columns: tuple[str, ...]
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Raw table in, P(positive) per row out."""
-        return self.model.predict_proba(frame[list(self.columns)])[:, 1]
+        """Raw table in, P(positive) per row out; a missing category reads as unseen, as in ONNX."""
+        columns = frame[list(self.columns)]
+        text = [c for c in self.columns if columns[c].dtype == object]
+        if text:
+            columns = columns.assign(**{c: columns[c].where(columns[c].notna(), "<missing>") for c in text})
+        return self.model.predict_proba(columns)[:, 1]
 
 
 def fit_logreg(
@@ -56,6 +60,7 @@ def fit_logreg(
 ) -> Fitted:
     """A class-weighted logistic regression on one-hot and standardized features: our stand-in MLP."""
     from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -63,8 +68,12 @@ def fit_logreg(
     columns = list(columns or schema.features)
     numeric = [c for c in columns if c in schema.numeric]
     categorical = [c for c in columns if c not in schema.numeric]
+    # Missing numbers get the train median, as the ONNX input contract fills them.
     encode = ColumnTransformer(
-        [("numeric", StandardScaler(), numeric), ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical)]
+        [
+            ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
+        ]
     )
     model = make_pipeline(encode, LogisticRegression(class_weight="balanced", max_iter=1000))
     model.fit(train[columns], label_vector(train, schema) if target is None else target)
