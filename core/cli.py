@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--positive", help="label value that counts as positive")
     run.add_argument("--sensitive", help="sensitive column(s) for the fairness gate, comma-separated")
     run.add_argument("--current", type=Path, help="current data for the drift gate (default: the test split)")
+    run.add_argument("--id", dest="id_column", metavar="COLUMN", help="row id column: not a feature; the leakage gate checks it does not order or predict the label")
+    run.add_argument("--time", dest="time_column", metavar="COLUMN", help="time column: not a feature; the leakage gate checks no test row predates the training rows")
+    run.add_argument("--split", dest="split_kind", choices=("random", "time"), help="random (stratified; default) or time (out of time, by --time)")
     run.add_argument("--config", type=Path, help="gatewise.toml (default: ./gatewise.toml if present)")
     run.add_argument("--json", action="store_true", help="print one JSON document")
     run.set_defaults(handler=cmd_run)
@@ -64,10 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def with_run_flags(settings: Any, args: argparse.Namespace) -> Any:
+    """--id, --time and --split over gatewise.toml, in the settings themselves, so the run's signed
+    settings digest records them like any other choice."""
+    data = {k: v for k, v in (("id_column", args.id_column), ("time_column", args.time_column)) if v is not None}
+    split = {"kind": args.split_kind} if args.split_kind else {}
+    if not data and not split:
+        return settings
+    return settings.model_copy(update={
+        "data": settings.data.model_copy(update=data),
+        "split": settings.split.model_copy(update=split),
+    })
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from gatewise.config import load_settings
 
-    settings = load_settings(args.config)
+    settings = with_run_flags(load_settings(args.config), args)
     sensitive = tuple(s.strip() for s in args.sensitive.split(",") if s.strip()) if args.sensitive else None
     if args.data is None and (args.label or args.positive):
         raise UsageError("--label and --positive need --data; the bundled data brings its own")

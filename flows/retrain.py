@@ -96,7 +96,7 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
             results, parent_scores = gate_candidate.submit(settings, dataset, split, current, parent, None, champion).result()
             outcomes = [CandidateOutcome(parent, results=results)]
             gated = {
-                c.name: gate_candidate.submit(settings, dataset, split, current, c, parent_scores, champion)
+                c.name: gate_candidate.submit(settings, dataset, split, current, c, parent_scores, champion, parent)
                 for c in children if c.status == "ok"
             }
             for child in children:

@@ -112,6 +112,8 @@ def preflight(request: RunRequest) -> Dataset:
 
     check_deployers(settings.deploy.deployers, settings.deploy.params, plugins)
     dataset = load_dataset(request)
+    if settings.split.kind == "time" and dataset.schema.time_column is None:
+        raise UsageError("--split time needs a time column: pass --time COLUMN or set [data] time_column")
     current = request.current_path or settings.data.current
     if current is not None:
         read_current(Path(current), dataset)
@@ -229,6 +231,7 @@ def rescore_champion(champion: VersionInfo | None, artifact: Path | None, split:
 def gate_candidate(
     settings: Settings, dataset: Dataset, split: Split, current: pd.DataFrame,
     candidate: Candidate, parent_scores: np.ndarray | None, champion: Champion | None,
+    parent: Candidate | None = None,
 ) -> tuple[tuple[GateResult, ...], Any]:
     """Run the five mandatory gates on the candidate's ONNX file; return results and test scores.
 
@@ -245,6 +248,8 @@ def gate_candidate(
         candidate=candidate.name, schema=dataset.schema, train=split.train, test=split.test, current=current,
         predict_proba=scorer.predict_proba, scores=scores, policy=settings.gates,
         parent_scores=parent_scores if candidate.parent else None,
+        # The parent's own session: robustness and membership inference score it on the same rows.
+        parent_predict_proba=OnnxScorer(parent.onnx_path).predict_proba if candidate.parent and parent else None,
         champion_scores=champion.scores if champion else None,
         champion_version=champion.version if champion else None,
     )
