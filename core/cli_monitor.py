@@ -82,12 +82,14 @@ def print_outcome(doc: dict[str, Any]) -> None:
     where = ", ".join(current["files"]) if current["source"] == "file" else f"{len(current['files'])} served file(s)"
     print(f"model {doc['model']}  live {doc['version']}  reference: run {report['reference']['run_id']} train split, "
           f"{report['reference']['rows']} rows  current: {current['rows']} rows from {where}")
-    rows = [[name, col["method"], fmt_num(col["value"]), fmt_num(col["threshold"]), "DRIFT" if col["drifted"] else "ok"]
+    rows = [[name, col["method"], fmt_num(col["value"]), fmt_num(col["threshold"]), "DRIFT" if col["drifted"] else "ok",
+             fmt_num(col.get("weight")), fmt_num(col.get("weighted_drift"))]
             for name, col in report["columns"].items()]
-    print_table(["column", "method", "value", "threshold", "drift"], rows)
+    print_table(["column", "method", "distance", "threshold", "drift", "weight", "weighted"], rows)
     limits = report["thresholds"]
     predictions = report["prediction_drift"]
     print(f"drifted-column share {report['drifted_share']:.3f} (limit {limits['max_drifted_share']:.3f}); "
+          f"importance-weighted drift {report['weighted_drift']:.3f} (limit {limits['max_weighted_drift']:.3f}); "
           f"prediction drift {predictions['value']:.3f} (limit {limits['max_prediction_drift']:.3f}; mean probability "
           f"{predictions['reference_mean']:.3f} -> {predictions['current_mean']:.3f})")
     entry = doc["entry"]

@@ -58,7 +58,7 @@ def run_pass(request: MonitorRequest) -> MonitorOutcome:
         reference = training_reference(registry, info, request.home)
         batch = read_current(request, model, reference.dataset)
         scorer = verified_scorer(registry, info)
-        assessment = assess(reference, batch, scorer, steps.thresholds(request.settings))
+        assessment = assess(reference, batch, scorer, steps.monitor_policy(request.settings))
         # Where a retrain would go is settled before the entry is signed: a configured Prefect
         # server that does not answer stops the pass with nothing recorded.
         deployment = retrain_deployment() if assessment.drifted else None

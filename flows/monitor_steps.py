@@ -20,9 +20,9 @@ from gatewise.errors import RegistryError, UsageError
 from gatewise.types import Dataset, sha256_file
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
+    from gatewise.policy import DriftPolicy
     from gatewise.registry import Registry, VersionInfo
     from gatewise.scoring import OnnxScorer
 
@@ -31,9 +31,6 @@ log = logging.getLogger(__name__)
 RETRAIN_FLOW = "retrain"  # the Prefect flow name a retrain deployment is made from
 SERVING_INPUTS = Path("serving") / "inputs"  # under the gatewise home, one folder per model
 BATCHES = Path("monitoring") / "batches"  # served batches kept for the retrain they start
-# Evidently's normed Wasserstein distance floors the reference spread at this value (a constant
-# reference would otherwise divide by zero); prediction drift uses the same rule.
-_MIN_SPREAD = 0.001
 
 
 @dataclass(frozen=True)
@@ -55,6 +52,7 @@ class Reference:
     run_id: str
     dataset: Dataset
     train: pd.DataFrame
+    test: pd.DataFrame  # where the drift gate measures how much the model relies on each column
     fingerprints: dict[str, str]  # as the run entry recorded them
 
 
@@ -66,12 +64,6 @@ class CurrentBatch:
     source: str  # "file" or "serving"
     files: tuple[Path, ...]
     fingerprint: str
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    max_drifted_share: float
-    max_prediction_drift: float
 
 
 @dataclass(frozen=True)
@@ -171,7 +163,11 @@ def training_reference(registry: Registry, info: VersionInfo, home: Path) -> Ref
 
     entry = run_entry(registry, info.run_id)
     recorded = entry.get("data") or {}
-    settings = parse_settings(entry.get("settings") or {}, origin=f"the settings of run {info.run_id}")
+    # Only what decides the rows: the data and split sections. Gate or plugin settings recorded by
+    # an older gatewise need not parse today for its training data to be re-created.
+    recorded_settings = entry.get("settings") or {}
+    settings = parse_settings({k: recorded_settings[k] for k in ("data", "split") if k in recorded_settings},
+                              origin=f"the settings of run {info.run_id}")
     dataset = load_dataset(RunRequest(settings=settings, home=home))
     source = f"data file {settings.data.path}" if settings.data.path else f"data source '{settings.data.source}'"
     if dataset.fingerprint != recorded.get("dataset"):
@@ -186,7 +182,7 @@ def training_reference(registry: Registry, info: VersionInfo, home: Path) -> Ref
             f"cannot re-create the training reference of {info.version}: the split of run {info.run_id} gives train "
             f"fingerprint {split.train_fingerprint[:16]}, the run signed {str(recorded.get('train'))[:16]}"
         )
-    return Reference(info.version, info.run_id, dataset, split.train, dict(recorded))
+    return Reference(info.version, info.run_id, dataset, split.train, split.test, dict(recorded))
 
 
 # -- the current batch ---------------------------------------------------------------------------
@@ -255,73 +251,61 @@ def verified_scorer(registry: Registry, info: VersionInfo) -> OnnxScorer:
     return OnnxScorer(path)
 
 
-def thresholds(settings: Settings) -> Thresholds:
-    """[monitor] thresholds; the drifted-column share defaults to the drift gate's own limit."""
-    share = settings.monitor.max_drifted_share
-    return Thresholds(
-        max_drifted_share=settings.gates.drift.max_drifted_share if share is None else share,
-        max_prediction_drift=settings.monitor.max_prediction_drift,
-    )
+def monitor_policy(settings: Settings) -> DriftPolicy:
+    """The drift gate's policy ([gates.drift]) with the [monitor] thresholds that are set: by
+    default a batch the drift gate would block in a run is a batch the monitor retrains on."""
+    own = {key: value for key, value in settings.monitor.model_dump().items() if value is not None}
+    return settings.gates.drift.model_copy(update=own)
 
 
-def prediction_drift(reference: np.ndarray, current: np.ndarray) -> dict[str, Any]:
-    """Wasserstein distance between the two predicted-probability distributions, divided by the
-    reference's spread: the measure Evidently applies to a numeric column of this size."""
-    import numpy as np
-    from scipy.stats import wasserstein_distance
-
-    spread = max(float(np.std(reference)), _MIN_SPREAD)
-    return {
-        "method": "wasserstein_distance_norm",
-        "value": float(wasserstein_distance(reference, current) / spread),
-        "reference_mean": float(np.mean(reference)),
-        "current_mean": float(np.mean(current)),
-        "reference_rows": int(len(reference)),
-        "current_rows": int(len(current)),
-    }
+# What each of the drift gate's failed checks means to an operator, with the measured value's key.
+_CHECKS = {
+    "max_drifted_share": ("drifted-column share", "drifted_share"),
+    "max_weighted_drift": ("importance-weighted drift", "weighted_drift"),
+    "max_prediction_drift": ("prediction drift", "prediction_drift"),
+}
 
 
-def assess(reference: Reference, batch: CurrentBatch, scorer: OnnxScorer, limits: Thresholds) -> Assessment:
-    """Column drift through the drift gate's own function, plus prediction drift, against ``limits``."""
+def assess(reference: Reference, batch: CurrentBatch, scorer: OnnxScorer, policy: DriftPolicy) -> Assessment:
+    """The drift gate's own function on the live model (reference = its training rows, current =
+    the batch) under ``policy``: the batch drifted exactly when the gate would fail it."""
     from gatewise.gates.drift import drift
     from gatewise.gates.inputs import GateInputs
-    from gatewise.policy import DriftPolicy, GatePolicy
+    from gatewise.policy import GatePolicy
 
-    schema = reference.dataset.schema
-    reference_scores = scorer.predict_proba(reference.train)
-    current_scores = scorer.predict_proba(batch.frame)
-    policy = GatePolicy().model_copy(update={"drift": DriftPolicy(max_drifted_share=limits.max_drifted_share)})
-    columns = drift(GateInputs(
-        candidate=reference.version, schema=schema, train=reference.train, test=reference.train, current=batch.frame,
-        predict_proba=scorer.predict_proba, scores=reference_scores, policy=policy,
+    result = drift(GateInputs(
+        candidate=reference.version, schema=reference.dataset.schema, train=reference.train, test=reference.test,
+        current=batch.frame, predict_proba=scorer.predict_proba, scores=scorer.predict_proba(reference.test),
+        policy=GatePolicy().model_copy(update={"drift": policy}),
     ))
-    if columns.value is None:  # the gate failed closed on the data itself (a missing column)
-        raise UsageError(f"current data: {columns.summary}")
-    predictions = prediction_drift(reference_scores, current_scores)
-    share = float(columns.value)
+    if result.value is None:  # the gate failed closed on the data itself (a missing column)
+        raise UsageError(f"current data: {result.summary}")
+    details = result.details
     reasons = []
-    if share > limits.max_drifted_share:
-        reasons.append(f"drifted-column share {share:.3f} > {limits.max_drifted_share:.3f}")
-    if predictions["value"] > limits.max_prediction_drift:
-        reasons.append(f"prediction drift {predictions['value']:.3f} > {limits.max_prediction_drift:.3f}")
-    details = columns.details
+    for check in details["failed_checks"]:
+        label, measured = _CHECKS[check]
+        value = details[measured]["value"] if measured == "prediction_drift" else details[measured]
+        reasons.append(f"{label} {value:.3f} > {getattr(policy, check):.3f}")
     report = {
         "live_version": reference.version,
         "reference": {"run_id": reference.run_id, "split": "train", "rows": len(reference.train)},
         "current": {"source": batch.source, "files": [p.name for p in batch.files], "rows": len(batch.frame)},
         "columns": details["columns"],
         "drifted_columns": details["drifted_columns"],
-        "drifted_share": share,
-        "prediction_drift": predictions,
-        "thresholds": {"max_drifted_share": limits.max_drifted_share, "max_prediction_drift": limits.max_prediction_drift},
+        "drifted_share": details["drifted_share"],
+        "weighted_drift": details["weighted_drift"],
+        "importance": details["importance"],
+        "prediction_drift": details["prediction_drift"],
+        "thresholds": {check: getattr(policy, check) for check in _CHECKS},
+        "failed_checks": details["failed_checks"],
         "data": {
             "dataset": reference.fingerprints.get("dataset"),
             "reference": details["reference_fingerprint"],
             "current": batch.fingerprint,
         },
-        "summary": columns.summary,
+        "summary": result.summary,
     }
-    return Assessment(bool(reasons), tuple(reasons), report)
+    return Assessment(not result.passed, tuple(reasons), report)
 
 
 def record(registry: Registry, model: str, version: str, assessment: Assessment) -> dict[str, Any]:

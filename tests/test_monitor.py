@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from gatewise.cli import main
+from gatewise.config import Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -23,21 +24,20 @@ DEMO_CONFIG = Path(__file__).resolve().parent.parent / "gatewise.toml"
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    """A promoted registry built once by `gatewise run`, a config whose [monitor] share limit two
-    drifted columns of seven cross, and the two batches."""
+    """A promoted registry built once by `gatewise run` (the demo config: the default [monitor]
+    thresholds, which are the drift gate's), and the batches."""
     import numpy as np
     from sklego.datasets import load_arrests
 
     root = tmp_path_factory.mktemp("monitor")
     config = root / "gatewise.toml"
-    # The demo policy (relaxed fairness limits, see the file) plus a monitoring limit below 2/7.
-    config.write_text(DEMO_CONFIG.read_text() + "\n[monitor]\nmax_drifted_share = 0.2\n")
+    config.write_text(DEMO_CONFIG.read_text())  # relaxed fairness limits (see the file); no [monitor] section
     frame = load_arrests(as_frame=True)
     clean = frame.sample(n=2000, random_state=2).reset_index(drop=True)
     drifted = frame.sample(n=2000, random_state=1).reset_index(drop=True)
     drifted["age"] = drifted["age"] + 1.5 * frame["age"].std()  # more than a standard deviation
     flip = np.random.default_rng(0).random(len(drifted)) < 0.4  # a binary feature flipped in 40% of rows
-    drifted.loc[flip, "employed"] = np.where(drifted.loc[flip, "employed"] == "Yes", "No", "Yes")
+    drifted.loc[flip, "citizen"] = np.where(drifted.loc[flip, "citizen"] == "Yes", "No", "Yes")
     clean.to_csv(root / "clean.csv", index=False)
     drifted.to_csv(root / "drifted.csv", index=False)
     frame.drop(columns=["age"]).to_csv(root / "no_age.csv", index=False)
@@ -104,8 +104,13 @@ def test_drifted_batch_starts_a_retrain_that_names_its_trigger(gatewise, workspa
     doc = _monitor(gatewise, workspace, "--current", str(workspace / "drifted.csv"))
     report = doc["report"]
     assert doc["drifted"] is True
-    assert {"age", "employed"} <= set(report["drifted_columns"])
-    assert report["drifted_share"] > report["thresholds"]["max_drifted_share"] == 0.2
+    assert {"age", "citizen"} <= set(report["drifted_columns"])
+    # The live model leans on citizen: its predicted probabilities moved past the gate's limit.
+    limit = report["thresholds"]["max_prediction_drift"]
+    assert limit == Settings().gates.drift.max_prediction_drift  # no [monitor] section: the gate's limit
+    assert report["prediction_drift"]["value"] > limit
+    assert "max_prediction_drift" in report["failed_checks"]
+    assert any(reason.startswith("prediction drift") for reason in doc["reasons"])
     assert set(report["columns"]) == {"year", "age", "colour", "sex", "employed", "citizen", "checks"}
     retrain = doc["retrain"]
     assert retrain["how"] == "in_process" and retrain["status"] in ("promoted", "blocked")

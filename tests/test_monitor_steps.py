@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -58,21 +57,13 @@ def test_changed_training_data_is_no_reference(recorded_run, home):
         steps.training_reference(registry, info, home)
 
 
-def test_prediction_drift_is_zero_for_the_same_scores_and_grows_with_a_shift():
-    rng = np.random.default_rng(0)
-    reference = rng.uniform(0.2, 0.9, 4000)
-    assert steps.prediction_drift(reference, reference.copy())["value"] == pytest.approx(0.0, abs=1e-12)
-    small = steps.prediction_drift(reference, np.clip(reference + 0.01, 0, 1))["value"]
-    large = steps.prediction_drift(reference, np.clip(reference + 0.1, 0, 1))["value"]
-    assert 0 < small < 0.1 < large
-    constant = steps.prediction_drift(np.full(100, 0.5), np.full(100, 0.5))  # no spread: no division by zero
-    assert constant["value"] == 0.0
-
-
-def test_column_limit_defaults_to_the_drift_gate_and_can_be_set():
-    assert steps.thresholds(Settings()).max_drifted_share == Settings().gates.drift.max_drifted_share
+def test_thresholds_default_to_the_drift_gate_and_can_be_set():
+    gate = Settings().gates.drift
+    assert steps.monitor_policy(Settings()) == gate
     tuned = parse_settings({"monitor": {"max_drifted_share": 0.5, "max_prediction_drift": 0.2}})
-    assert steps.thresholds(tuned) == steps.Thresholds(0.5, 0.2)
+    policy = steps.monitor_policy(tuned)
+    assert (policy.max_drifted_share, policy.max_prediction_drift) == (0.5, 0.2)
+    assert policy.max_weighted_drift == gate.max_weighted_drift
     with pytest.raises(UsageError, match="monitor.max_drifted_share"):
         parse_settings({"monitor": {"max_drifted_share": 2}})
 
