@@ -286,9 +286,11 @@ def decision_facts(predicate_type: str, p: dict[str, Any]) -> DecisionFacts:
     if predicate_type == st.WAIVER:
         gates = tuple((g["gate"], g["seq"], g["digest"]) for g in p["gates"])
         return DecisionFacts("waiver", p["version"], p["model"], None, approver, gates)
-    if predicate_type == st.PROMOTION_V2:
+    if predicate_type in (st.PROMOTION, st.PROMOTION_V2):
+        # promotion/v1 (older registries) cites passes only: each citation must be a pass.
+        v1 = predicate_type == st.PROMOTION
         gates = tuple(
-            (g["gate"], g["seq"], g["digest"], g["passed"], (g.get("waiver") or {}).get("seq"), (g.get("waiver") or {}).get("digest"))
+            (g["gate"], g["seq"], g["digest"], True if v1 else g["passed"], (g.get("waiver") or {}).get("seq"), (g.get("waiver") or {}).get("digest"))
             for g in p["gate_results"]
         )
         return DecisionFacts("promotion", p["version"], p["model"], p.get("previous_version"), approver, gates)

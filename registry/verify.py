@@ -31,7 +31,6 @@ from typing import Any, NamedTuple
 from gatewise.errors import ExitCode, RegistryError
 from gatewise.registry import statements as st
 from gatewise.registry.projection import ProjectionError, artifact_relpath, derive
-from gatewise.registry.statements import MANDATORY_GATES
 
 CHUNK = 1000  # entries per read: large enough to amortize a query, small enough to bound memory
 
@@ -270,13 +269,11 @@ def _facts(predicate_type: str, p: dict[str, Any], derived: Any) -> Any:
         return (sys.intern(p["version"]), sys.intern(p["gate"]), p["passed"])  # strs: derive() checked them
     if predicate_type == st.CANDIDATE:
         return (p["version"], p["model"], p["number"], p["status"], (p.get("parent") or {}).get("version"))
-    if predicate_type == st.PROMOTION:
-        return (p["version"], p["model"], p.get("previous_version"), tuple((g["gate"], g["seq"], g["digest"]) for g in p["gate_results"]))
     if predicate_type in st.KEY_TYPES:
         from gatewise.registry.keyring import key_facts
 
         return key_facts(predicate_type, p)
-    if predicate_type in st.DECISION_TYPES:
+    if predicate_type in st.DECISION_TYPES or predicate_type == st.PROMOTION:
         from gatewise.registry.decisions import decision_facts
 
         return decision_facts(predicate_type, p)
@@ -375,10 +372,8 @@ class InOrder:
         self.versions: dict[str, tuple[str, str]] = {}  # version -> (model, status)
         self.numbers: dict[str, int] = {}
         self.artifacts: dict[str, dict[str, Any]] = {}
-        # The latest result of each (version, gate) so far: a promotion that cites it needs no
-        # second read of the ledger. Citations of anything else are read back at the end.
+        # The latest result of each (version, gate) so far: a promotion must cite it.
         self.latest: dict[tuple[str, str], tuple[int, str | None, bool]] = {}
-        self.citations: list[tuple[int, str, str, Any, Any]] = []  # (promotion seq, version, gate, cited seq, digest)
         self.watch = set(watch)  # seqs whose digests the head receipts name
         self.time = ""  # the newest signed time so far: times never go backwards
         self.watched: dict[int, str | None] = {}
@@ -438,17 +433,13 @@ class InOrder:
             self.versions[version] = (model, status)
             if s.artifact is not None and s.artifact["sha256"] not in self.artifacts:
                 self.artifacts[s.artifact["sha256"]] = dict(s.artifact, version=version)
-        elif s.predicate_type == st.PROMOTION:
-            self._promotion(s)
-        elif s.predicate_type in st.DECISION_TYPES:
+        elif s.predicate_type in st.DECISION_TYPES or s.predicate_type == st.PROMOTION:  # one path for every promotion
             for what in self.decisions.take(s.seq, s.digest, s.facts, self.versions, self.models, self.latest):
                 self.fail(s, what)
-        if s.predicate_type in (st.RUN, st.CANDIDATE, st.DATA_REJECTED, st.PROMOTION):
-            model = s.facts[1] if s.predicate_type in (st.CANDIDATE, st.PROMOTION) else s.facts[0]
+        if s.predicate_type in (st.RUN, st.CANDIDATE, st.DATA_REJECTED):
+            model = s.facts[1] if s.predicate_type == st.CANDIDATE else s.facts[0]
             if model is not None and model not in self.models:
                 self.models[model] = {"name": model, "created_seq": s.seq, "production_version": None, "production_seq": None}
-            if s.predicate_type == st.PROMOTION:
-                self.models[model].update(production_version=s.facts[0], production_seq=s.seq)
 
     def _check_time(self, s: _Summary) -> None:
         """Signed times never go backwards. A cited entry always comes earlier in the chain (checked
@@ -459,25 +450,6 @@ class InOrder:
         if s.time < self.time:
             self.fail(s, f"is dated {s.time}, before entry {s.seq - 1} ({self.time}): entry times never go backwards (backdated?)")
         self.time = max(self.time, s.time)
-
-    def _promotion(self, s: _Summary) -> None:
-        """A promotion must rely on earlier signed passes of every mandatory gate for its version."""
-        version, model, previous, relied = s.facts
-        if self.versions.get(version, (None, None))[1] != "ok":
-            self.fail(s, f"promotes {version}, which is not a registered, unerrored version")
-        current = self.models.get(model, {}).get("production_version")
-        if previous != current:
-            self.fail(s, f"says the previous production version was {previous}, the ledger says {current}")
-        missing = [gate for gate in MANDATORY_GATES if gate not in {g for g, _, _ in relied}]
-        if missing:
-            self.fail(s, f"relies on no result for {', '.join(missing)}")
-        for gate, gate_seq, gate_digest in relied:
-            stale = stale_citation(self.latest.get((version, gate)), gate, gate_seq, version)
-            if stale:
-                self.fail(s, stale)
-            if type(gate_seq) is int and self.latest.get((version, gate)) == (gate_seq, gate_digest, True):
-                continue
-            self.citations.append((s.seq, version, gate, gate_seq, gate_digest))
 
     def _check_signer(self, s: _Summary) -> None:
         # The key valid when the entry was written: introduced before it, not rotated or revoked
@@ -501,29 +473,8 @@ class InOrder:
         """The checks that read cited entries back: promotions' gate results and human decisions."""
         if self.entries == 0:
             self.problems.append(Problem("ledger", "is empty: not even the key entry is there"))
-        self._citations(read)
         for seq, label, what in self.decisions.finish(read):
             self.problems.append(Problem(f"entry {seq} ({label})", what, seq))
-
-    def _citations(self, read: Reader) -> None:
-        wanted = sorted({c[3] for c in self.citations if type(c[3]) is int and c[3] < c[0]})
-        predicates: dict[int, tuple[str, dict[str, Any]]] = {}
-        for seq, envelope in read(wanted) if wanted else ():
-            try:
-                body, _, _ = st.open_envelope(envelope)
-                predicates[seq] = (st.sha256_hex(body), st.parse_json(body)["predicate"])
-            except (st.EnvelopeError, ValueError, KeyError, TypeError):
-                continue
-        for seq, version, gate, gate_seq, gate_digest in self.citations:
-            digest, predicate = predicates.get(gate_seq, (None, None)) if type(gate_seq) is int and gate_seq < seq else (None, None)
-            if (
-                digest != gate_digest
-                or not isinstance(predicate, dict)
-                or predicate.get("version") != version
-                or predicate.get("gate") != gate
-                or predicate.get("passed") is not True
-            ):
-                self.problems.append(Problem(f"entry {seq} (promotion {version})", f"relies on entry {gate_seq} as a pass of {gate} for {version}, which it is not", seq))
 
     def report(self, started: float, receipts: list[dict[str, Any]]) -> VerifyReport:
         return VerifyReport(
