@@ -9,8 +9,10 @@ concurrency (1, 8, 64 keep-alive connections, one row per request), a bounded lo
 --requests answers or --seconds, after a warm-up) prints answers/s, p50 and p99 latency, and the
 ratios of micro-batching to batch-1 at the same concurrency.
 
-Also printed: the server's overhead per request (p50 at concurrency 1, batch-1) against a bare
-ONNX Runtime call on one encoded row and against the same row encoded from a raw table first;
+Also printed: the server's CPU time per answer (read from /proc: all its threads, the warm-up
+included) against the CPU time of a bare ONNX Runtime call on one encoded row, and of the same
+row encoded from a raw table first (CPU, not wall time: other work on these shared cores
+stretches a busy loop's wall time several-fold);
 and the time from a `gatewise promote` (and `gatewise rollback`) entry reaching the ledger to the
 first answer from the version it made live, with the default [serve] poll_s.
 
@@ -155,10 +157,19 @@ async def _load(host: str, port: int, requests: list[bytes], concurrency: int, c
     return latencies, time.perf_counter() - started
 
 
-def load(host: str, port: int, requests: list[bytes], concurrency: int, count: int, seconds: float) -> dict:
-    latencies, wall = asyncio.run(_load(host, port, requests, concurrency, count, seconds, warmup=20))
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(server: Server, requests: list[bytes], concurrency: int, count: int, seconds: float) -> dict:
+    cpu_before = cpu_seconds(server.process.pid)
+    latencies, wall = asyncio.run(_load(server.host, server.port, requests, concurrency, count, seconds, warmup=20))
+    cpu = cpu_seconds(server.process.pid) - cpu_before  # the warm-up is counted too, and its answers
     latencies.sort()
     return {
+        "cpu_ms": 1000 * cpu / (len(latencies) + 20 * concurrency),
         "answers": len(latencies),
         "per_s": len(latencies) / wall,
         "p50_ms": 1000 * latencies[len(latencies) // 2],
@@ -167,7 +178,7 @@ def load(host: str, port: int, requests: list[bytes], concurrency: int, count: i
 
 
 def bare_onnx_runtime(home: Path, version: str, frame) -> tuple[float, float]:
-    """Median seconds of one session.run on one encoded row, and of encode + run from a raw row."""
+    """Median CPU seconds of one session.run on one encoded row, and of encode + run from a raw row."""
     from gatewise.registry import Registry
     from gatewise.scoring import OnnxScorer
 
@@ -181,12 +192,22 @@ def bare_onnx_runtime(home: Path, version: str, frame) -> tuple[float, float]:
             call()
         samples = []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             call()
-            samples.append(time.perf_counter() - t0)
+            samples.append(time.process_time() - t0)
         return statistics.median(samples)
 
-    return median(lambda: scorer.predict_encoded(encoded), 3000), median(lambda: scorer.predict_proba(row), 1000)
+    return median(lambda: scorer.predict_encoded(encoded), 3000), median(lambda: scorer.predict_proba(row), 300)
+
+
+def _live_version(home: Path) -> str:
+    from gatewise.registry import Registry
+
+    with Registry.open(home, create=False) as registry:
+        live = registry.champion(MODEL)
+    if live is None:
+        sys.exit(f"no production version of {MODEL} in {home}")
+    return live.version
 
 
 def promotion_to_answer(home: Path, report: dict, rows: list[dict], repeats: int) -> list[tuple[str, float, float]]:
@@ -272,6 +293,7 @@ def main() -> int:
         "batch-1": ("--max-batch", "1", "--max-wait-ms", "0"),
         f"micro-batch (<= {defaults.max_batch} rows, {defaults.max_wait_ms:g} ms)": (),
     }
+    bare_before = bare_onnx_runtime(home, report.get("promoted") or _live_version(home), frame)
     # Both servers run side by side and each concurrency loads them back to back, so that the
     # other work on these shared cores weighs on both modes of a pair alike.
     servers = {mode: Server(home, *flags) for mode, flags in modes.items()}
@@ -281,16 +303,16 @@ def main() -> int:
         for concurrency in CONCURRENCY:
             for mode, server in servers.items():
                 requests = [request_bytes(server.host, server.port, row) for row in rows]
-                results[(mode, concurrency)] = load(server.host, server.port, requests, concurrency, args.requests, args.seconds)
+                results[(mode, concurrency)] = load(server, requests, concurrency, args.requests, args.seconds)
     finally:
         for server in servers.values():
             server.stop()
 
     results = dict(sorted(results.items(), key=lambda item: list(modes).index(item[0][0])))
     print(f"gatewise serve on loopback, model {version}, one row per request, {os.cpu_count()} CPUs shared by client and server")
-    print(f"{'mode':<34}{'conc':>5}{'answers':>9}{'per s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    print(f"{'mode':<34}{'conc':>5}{'answers':>9}{'per s':>9}{'p50 ms':>9}{'p99 ms':>9}{'server CPU ms/answer':>22}")
     for (mode, concurrency), r in results.items():
-        print(f"{mode:<34}{concurrency:>5}{r['answers']:>9}{r['per_s']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")
+        print(f"{mode:<34}{concurrency:>5}{r['answers']:>9}{r['per_s']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['cpu_ms']:>22.2f}")
     batch1, micro = modes
     print("micro-batching / batch-1 at the same concurrency:")
     for concurrency in CONCURRENCY:
@@ -298,11 +320,17 @@ def main() -> int:
         print(f"  concurrency {concurrency:>2}: throughput {b['per_s'] / a['per_s']:.2f}x, "
               f"p99 {b['p99_ms']:.2f} ms vs {a['p99_ms']:.2f} ms ({b['p99_ms'] / a['p99_ms']:.2f}x)")
 
-    run_s, encode_run_s = bare_onnx_runtime(home, version, frame)
-    p50 = results[(batch1, 1)]["p50_ms"] / 1000
-    print(f"bare ONNX Runtime, one encoded row: {run_s * 1e6:.0f} us; encode a raw row + run: {encode_run_s * 1e6:.0f} us")
-    print(f"server p50 at concurrency 1 (batch-1): {p50 * 1e6:.0f} us = {p50 / run_s:.0f}x the bare call; "
-          f"overhead {(p50 - run_s) * 1e6:.0f} us per request ({(p50 - encode_run_s) * 1e6:.0f} us beyond encode + run)")
+    # CPU time per call, not wall time: other work on these shared cores stretches
+    # a busy loop's wall time several-fold, but not the CPU it uses.
+    run_s, encode_run_s = (min(pair) for pair in zip(bare_before, bare_onnx_runtime(home, version, frame), strict=True))
+    serve_cpu = results[(batch1, 1)]["cpu_ms"] / 1000
+    print(f"CPU per call: bare ONNX Runtime on one encoded row {run_s * 1e6:.0f} us; encode one raw row with the "
+          f"contract + run {encode_run_s * 1e6:.0f} us; the batch-1 server per answer {serve_cpu * 1e6:.0f} us "
+          f"= {serve_cpu / run_s:.0f}x the bare call ({(serve_cpu - encode_run_s) * 1e6:.0f} us beyond encode + run: "
+          f"HTTP, JSON, checks, queue, metrics)")
+    micro_cpu = results[(micro, 64)]["cpu_ms"] / 1000
+    print(f"micro-batching at concurrency 64: {micro_cpu * 1e6:.0f} us of server CPU per answer "
+          f"({serve_cpu / micro_cpu:.1f}x less than batch-1 at concurrency 1)")
 
     if args.home is None or report:
         timings = promotion_to_answer(home, report, rows, args.promotions)
