@@ -127,7 +127,7 @@ def _serve_forever(registry: Any, model: str, listener: socket.socket, args: arg
     app = create_app(follower, options, metrics)
     host, port = listener.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    log.warning("model %s at http://%s:%d/v1/models/%s/predict (micro-batch <= %d rows, wait <= %g ms; ledger poll %g s%s)",
+    log.info("model %s at http://%s:%d/v1/models/%s/predict (micro-batch <= %d rows, wait <= %g ms; ledger poll %g s%s)",
                 model, shown, port, model, options.max_batch, options.max_wait_ms, options.poll_s,
                 "; logging inputs" if options.log_inputs else "")
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=10)
@@ -140,7 +140,7 @@ def _serve_forever(registry: Any, model: str, listener: socket.socket, args: arg
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-    log.warning("stopped")
+    log.info("stopped")
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -91,7 +91,7 @@ def create_app(follower: ModelFollower, options: ServeOptions, metrics: ServingM
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         nonlocal batcher, input_log
-        await asyncio.to_thread(follower.check)
+        await asyncio.to_thread(follower.poll)  # the live version, before the first request is read
         stop = threading.Event()
         thread = threading.Thread(target=follower.follow, args=(options.poll_s, stop), name="gatewise-follower", daemon=True)
         thread.start()

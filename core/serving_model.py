@@ -143,7 +143,7 @@ class ModelFollower:
             self._settled, self._reported = True, None
             self._on_loaded(loaded, previous)
             note = " (row by row: batch-dependent quantization)" if loaded.row_by_row else ""
-            logger.warning("serving %s (sha256 %s...)%s%s", loaded.version, loaded.sha256[:16], note,
+            logger.info("serving %s (sha256 %s...)%s%s", loaded.version, loaded.sha256[:16], note,
                            f", was {previous.version}" if previous else "")
 
     def _report(self, version: str, reason: str, message: str) -> None:
@@ -154,10 +154,14 @@ class ModelFollower:
             self._on_refused(version, reason)
         logger.warning("%s", message)
 
+    def poll(self) -> None:
+        """``check()``, logging instead of raising: the follower outlives any one bad poll."""
+        try:
+            self.check()
+        except Exception as exc:  # noqa: BLE001 - e.g. a driver error the registry did not translate
+            logger.warning("following the ledger: %s: %s", type(exc).__name__, exc)
+
     def follow(self, poll_s: float, stop: threading.Event) -> None:
         """Poll every ``poll_s`` seconds until ``stop`` is set (run in a daemon thread)."""
         while not stop.wait(poll_s):
-            try:
-                self.check()
-            except Exception as exc:  # noqa: BLE001 - the follower must outlive any one bad poll
-                logger.warning("follower: %s: %s", type(exc).__name__, exc)
+            self.poll()
