@@ -12,7 +12,7 @@ from sqlalchemy import Connection, select
 from gatewise.errors import RegistryError
 from gatewise.registry import statements as st
 from gatewise.registry.schema import ModelRow, PromotionRow, RollbackRow, WaiverRow
-from gatewise.registry.signed import SignedLedger
+from gatewise.registry.signed import SignedLedger, measured
 
 _M = ModelRow.__table__.c
 _P = PromotionRow.__table__
@@ -64,8 +64,8 @@ def model_history(registry: Any, model: str, limit: int = DEFAULT_LIMIT) -> dict
                 {
                     "gate": cite.get("gate"),
                     "passed": p.get("passed") is True if p is not None else cite.get("passed"),
-                    "value": _measured(p.get("value")) if p is not None else None,
-                    "threshold": _measured(p.get("threshold")) if p is not None else None,
+                    "value": measured(p.get("value")) if p is not None else None,
+                    "threshold": measured(p.get("threshold")) if p is not None else None,
                     "seq": cite.get("seq"),
                     "digest": cite.get("digest"),
                     "waived_by": (cite.get("waiver") or {}).get("seq"),
@@ -114,9 +114,6 @@ def _cites(entry: Any) -> list[dict[str, Any]]:
     cites = entry.predicate.get("gate_results" if entry.predicate_type != st.WAIVER else "gates")
     return [c for c in cites if isinstance(c, dict)] if isinstance(cites, list) else []
 
-
-def _measured(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _newest(conn: Connection, table: Any, model: str, limit: int) -> list[Any]:

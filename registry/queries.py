@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Select, select, text, union_all
 from gatewise.errors import RegistryError, UsageError
 from gatewise.registry.schema import GateResultRow, ModelRow, PromotionRow
 from gatewise.registry import statements as st
-from gatewise.registry.signed import SignedLedger
+from gatewise.registry.signed import SignedLedger, measured
 from gatewise.registry.statements import MANDATORY_GATES
 
 if TYPE_CHECKING:
@@ -220,7 +220,7 @@ def _check_signed(conn: Connection, records: list[GateRecord]) -> None:
         differs = "no signed gate result" if p is None else next((
             name for name, signed in (
                 ("version", p.get("version") if entry.predicate_type == st.GATE_RESULT else None), ("gate", p.get("gate")),
-                ("passed", p.get("passed")), ("value", _measured(p.get("value"))), ("threshold", _measured(p.get("threshold"))),
+                ("passed", p.get("passed")), ("value", measured(p.get("value"))), ("threshold", measured(p.get("threshold"))),
                 ("summary", p.get("summary")), ("model", p.get("model")), ("run_id", p.get("run_id")), ("time", entry.time),
                 ("entry_digest", entry.digest),
             ) if getattr(r, name) != signed or (name == "passed" and bool(r.passed) is not signed)), None)
@@ -228,9 +228,6 @@ def _check_signed(conn: Connection, records: list[GateRecord]) -> None:
             raise RegistryError(f"gate_results row entry_seq={r.seq} ({r.version or r.run_id} {r.gate}) does not match its "
                                 f"signed entry ({differs}): run `gatewise registry verify`")
 
-
-def _measured(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def iter_gate_results(registry: Registry, where: GateFilter = GateFilter()) -> Iterator[GateRecord]:

@@ -36,7 +36,7 @@ from gatewise.registry.keyring import ensure_key
 from gatewise.registry.keys import SigningKey, load_or_create_key
 from gatewise.registry.ledger import LedgerWriter, parse_time
 from gatewise.registry.receipt import record_head
-from gatewise.registry.signed import PROMOTIONS, SignedLedger, VersionRecord, version_record
+from gatewise.registry.signed import PROMOTIONS, SignedLedger, VersionRecord, measured, version_record
 from gatewise.registry.schema import (
     ENTRY_TABLES,
     LedgerEntry,
@@ -504,8 +504,8 @@ class Registry:
                 {
                     "gate": g.predicate.get("gate"),
                     "passed": g.predicate.get("passed") is True,
-                    "value": _measured(g.predicate.get("value")),
-                    "threshold": _measured(g.predicate.get("threshold")),
+                    "value": measured(g.predicate.get("value")),
+                    "threshold": measured(g.predicate.get("threshold")),
                     "summary": g.predicate.get("summary"),
                     "details": g.predicate.get("details"),
                     "evidence": g.predicate.get("evidence"),
@@ -596,7 +596,3 @@ def _gate_fields(result: GateResult) -> dict[str, Any]:
         "details": result.details,
     }
 
-
-def _measured(value: Any) -> float | None:
-    """A signed measured value as the tables hold it: a number, or None (also for NaN and infinities)."""
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

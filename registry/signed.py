@@ -254,6 +254,11 @@ def version_record(entry: Signed) -> VersionRecord:
     )
 
 
+def measured(value: Any) -> float | None:
+    """A signed measured value as the tables hold it: a number, or None (also NaN and infinities)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def gate_order(gates: Iterable[str]) -> list[str]:
     """The mandatory gates in their fixed order, then any others by name."""
     gates = set(gates)
