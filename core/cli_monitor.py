@@ -39,6 +39,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         raise UsageError(f"config file not found: {args.config}")
     started = time.perf_counter()
     _preflight(args)  # bad input fails here in about a second, before Prefect starts, with nothing recorded
+    preflight_s = time.perf_counter() - started
 
     from gatewise.flows.monitor import run_monitor
 
@@ -46,7 +47,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         home=str(args.home), config=str(args.config) if args.config else None,
         current=str(args.current) if args.current else None, from_serving=args.from_serving, model=args.model,
     )
-    document["timings_s"] = {"total": round(time.perf_counter() - started, 3)}
+    document["timings_s"] = {"preflight": round(preflight_s, 3), "total": round(time.perf_counter() - started, 3)}
     if args.json:
         print_json(document)
     else:
@@ -104,3 +105,4 @@ def print_outcome(doc: dict[str, Any]) -> None:
     else:
         result = f"promoted {retrain['promoted']}" if retrain["promoted"] else retrain["status"]
         print(f"retrain run {retrain['run_id']} started in process (trigger: monitoring entry {entry['seq']}): {result}")
+    print("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in doc["timings_s"].items()))
