@@ -33,7 +33,7 @@ def add_commands(commands: Any, registry_commands: Any) -> None:
     serve.add_argument("--config", type=Path, help="gatewise.toml (default: ./gatewise.toml if present)")
     serve.add_argument("--max-batch", type=_positive_int, metavar="N", help="most rows per micro-batch (default: [serve] max_batch; 1: no batching)")
     serve.add_argument("--max-wait-ms", type=_non_negative, metavar="MS", help="longest wait for a micro-batch to fill (default: [serve] max_wait_ms)")
-    serve.add_argument("--url", default=None, help="registry database URL (default: $GATEWISE_REGISTRY_URL, [registry] url, else <home>/registry.db)")
+    serve.add_argument("--url", default=None, help="registry database URL (default: $GATEWISE_REGISTRY_URL, [registry] url of the config, else <home>/registry.db)")
     serve.set_defaults(handler=_serve)
 
 
@@ -60,11 +60,11 @@ def _non_negative(text: str) -> float:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gatewise.config import load_settings
+    from gatewise.config import load_settings, resolve_registry_url
     from gatewise.registry import Registry
 
     settings = load_settings(args.config)
-    registry = Registry.open(Path(args.home), args.url or settings.registry.url, create=False)
+    registry = Registry.open(Path(args.home), resolve_registry_url(args.url, settings=settings), create=False)
     try:
         model = _model_to_serve(registry, args.model)
         listener = _bind(args.host, args.port)
