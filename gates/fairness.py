@@ -73,6 +73,28 @@ def _by_group(metric: str, y: np.ndarray, scores: np.ndarray, groups: pd.Series)
     return MetricFrame(metrics=metrics, y_true=y, y_pred=scores, sensitive_features=groups).by_group
 
 
+def _baseline_by_group(metric: str, y: np.ndarray, scores: np.ndarray, groups: pd.Series) -> pd.DataFrame:
+    """The same table for a baseline (parent, champion), computed directly: a MetricFrame per
+    baseline and view tripled the gate's time (0.25 s each here); the test suite checks both
+    ways give equal tables."""
+    import numpy as np
+    import pandas as pd
+
+    predicted = decisions(scores)
+    rows = {}
+    for group in pd.unique(groups):
+        mask = (groups == group).to_numpy()
+        truth, chosen = y[mask], predicted[mask]
+        positives, negatives = truth == 1, truth == 0
+        rows[group] = {
+            metric: metric_value(metric, truth, scores[mask]),
+            "selection_rate": float(chosen.mean()) if mask.any() else np.nan,
+            "true_positive_rate": float(chosen[positives].mean()) if positives.any() else 0.0,
+            "false_positive_rate": float(chosen[negatives].mean()) if negatives.any() else 0.0,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def _column_report(
     name: str, y: np.ndarray, scores: np.ndarray, baselines: dict[str, np.ndarray], groups: pd.Series,
     policy: FairnessPolicy, metric: str,
@@ -120,7 +142,7 @@ def _column_report(
             failed.append(f"{name}: {check} {parity[check]:.3f} > {limit:.3f}")
     for baseline, baseline_scores in baselines.items():
         limit = policy.max_group_drop_vs_parent if baseline == "parent" else policy.max_group_drop_vs_champion
-        base_frame = _by_group(metric, y, baseline_scores, groups)
+        base_frame = _baseline_by_group(metric, y, baseline_scores, groups)
         drops = {}
         for g in judged:
             drop = float(base_frame.loc[g, metric]) - float(frame.loc[g, metric])

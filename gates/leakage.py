@@ -3,9 +3,11 @@ a declared id or time column that leaks."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from gatewise.data import as_times, label_vector
+from gatewise.data import as_times, fingerprint, label_vector
 from gatewise.gates.evidence import failure_reason, json_ready, number
 from gatewise.gates.inputs import GateInputs
 from gatewise.gates.metrics import roc_auc
@@ -20,6 +22,9 @@ GATE = "leakage"
 # has some probability, so one row's copy is not certain to exist.
 SMOOTHING = 0.5
 ATTACK_SEED = 0
+_MEMO_SIZE = 8
+_memo: OrderedDict[tuple[str, ...], dict[str, Any]] = OrderedDict()
+_memo_lock = threading.Lock()
 
 
 def _row_keys(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
@@ -336,6 +341,35 @@ def time_leakage(train: pd.DataFrame, test: pd.DataFrame, schema: Schema) -> dic
     }
 
 
+def _data_checks(train: pd.DataFrame, test: pd.DataFrame, schema: Schema, policy: Any) -> dict[str, Any]:
+    """The checks that depend on the data alone (copies, proxies, id, time), once per split.
+
+    Every candidate of a run shares the split, so, as the drift gate does for its report, the
+    result is kept per (train content, test content, schema, policy); the last few only.
+    """
+    import copy
+
+    key = (fingerprint(train), fingerprint(test), repr(schema), policy.model_dump_json())
+    with _memo_lock:
+        if key in _memo:
+            _memo.move_to_end(key)
+            return copy.deepcopy(_memo[key])
+    aucs = single_feature_auc(train, test, schema)
+    checks = {
+        "duplicates": duplicate_overlap(train, test, schema),
+        "duplication": pre_split_duplication(train, test, schema),
+        "aucs": aucs,
+        "proxies": label_proxies(train, test, schema, aucs, policy),
+        "id": id_leakage(train, test, schema) if schema.id_column else None,
+        "time": time_leakage(train, test, schema) if schema.time_column else None,
+    }
+    with _memo_lock:
+        _memo[key] = checks
+        while len(_memo) > _MEMO_SIZE:
+            _memo.popitem(last=False)
+    return copy.deepcopy(checks)
+
+
 def leakage(inputs: GateInputs) -> GateResult:
     """Fails on copies across or before the split, a label proxy, a membership-inference advantage
     (or its growth over the parent), or a declared id or time column that leaks.
@@ -350,7 +384,8 @@ def leakage(inputs: GateInputs) -> GateResult:
     failed: list[str] = []
     parts: list[str] = []
 
-    duplicates = duplicate_overlap(inputs.train, inputs.test, schema)
+    data = _data_checks(inputs.train, inputs.test, schema, policy)
+    duplicates = data["duplicates"]
     split_ok = duplicates["excess_share"] <= policy.max_excess_duplicate_share
     if not split_ok:
         failed.append("max_excess_duplicate_share")
@@ -359,7 +394,7 @@ def leakage(inputs: GateInputs) -> GateResult:
         f"(data's own duplication explains {duplicates['expected_share_from_train_duplication']:.3f}), "
         f"excess {duplicates['excess_share']:.3f} {'<=' if split_ok else '>'} {policy.max_excess_duplicate_share:.3f}"
     )
-    duplication = pre_split_duplication(inputs.train, inputs.test, schema)
+    duplication = data["duplication"]
     copies_ok = duplication["excess_share"] <= policy.max_duplication_excess
     if not copies_ok:
         failed.append("max_duplication_excess")
@@ -369,11 +404,11 @@ def leakage(inputs: GateInputs) -> GateResult:
         f"{'<=' if copies_ok else '>'} {policy.max_duplication_excess:.3f}"
     )
 
-    aucs = single_feature_auc(inputs.train, inputs.test, schema)
+    aucs = data["aucs"]
     defined = {column: auc for column, auc in aucs.items() if auc is not None}
     worst_column = max(defined, key=defined.__getitem__) if defined else None
     worst = defined[worst_column] if worst_column is not None else None
-    proxies = label_proxies(inputs.train, inputs.test, schema, aucs, policy)
+    proxies = data["proxies"]
     leaking = sorted(column for column, entry in proxies.items() if entry["proxy"])
     strong = sorted(column for column, entry in proxies.items() if not entry["proxy"])
     if leaking or worst is None:
@@ -409,14 +444,14 @@ def leakage(inputs: GateInputs) -> GateResult:
 
     declared: dict[str, Any] = {}
     if schema.id_column:
-        declared["id"] = id_leakage(inputs.train, inputs.test, schema)
+        declared["id"] = data["id"]
         auc = declared["id"]["auc"]
         id_ok = auc is not None and auc <= policy.max_id_auc
         if not id_ok:
             failed.append("max_id_auc")
         parts.append(f"id '{schema.id_column}' AUC {auc if auc is None else round(auc, 3)} {'<=' if id_ok else '>'} {policy.max_id_auc:.3f}")
     if schema.time_column:
-        declared["time"] = time_leakage(inputs.train, inputs.test, schema)
+        declared["time"] = data["time"]
         share = declared["time"]["test_before_train_share"]
         time_ok = share <= policy.max_test_before_train_share
         if not time_ok:

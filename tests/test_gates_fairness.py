@@ -137,3 +137,17 @@ def test_with_every_group_too_small_the_gate_fails():
     result = fairness(arrests_inputs(policy=policy))
     assert not result.passed
     assert "fewer than two judged groups" in result.summary
+
+
+def test_the_baselines_table_equals_fairlearns_metricframe():
+    from gatewise.data import label_vector
+    from gatewise.gates.fairness import _baseline_by_group, _by_group, _groups
+
+    split = arrests_split()
+    y = label_vector(split.test, ARRESTS_SCHEMA)
+    scores = arrests_inputs().scores
+    for columns in (("colour",), ("colour", "sex")):
+        groups = _groups(split.test, columns)
+        expected = _by_group("balanced_accuracy", y, scores, groups).sort_index()
+        actual = _baseline_by_group("balanced_accuracy", y, scores, groups).sort_index()[list(expected.columns)]
+        assert np.allclose(expected.to_numpy(dtype=float), actual.to_numpy(dtype=float), equal_nan=True)
