@@ -59,6 +59,9 @@ class TrainedModel:
 
     module: Any  # torch.nn.Module; typed loosely so that importing this module stays light
     spec: InputSpec
+    # What the trainer did, JSON-ready (resolved parameters, epochs run, best epoch, ...): gatewise
+    # writes it into the parent ONNX file's metadata (key ``gatewise.training``), so it is signed.
+    record: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -177,6 +177,10 @@ def export_parent(trained: TrainedModel, split: Split, workdir: Path) -> Candida
 
     path = workdir / f"{PARENT}.onnx"
     export_onnx(trained, trained.spec.encode(split.test), path)
+    if trained.record:  # the trainer's recipe and what it did, signed with the parent's bytes
+        from gatewise.lineage import TRAINING_KEY, write_metadata
+
+        write_metadata(path, TRAINING_KEY, trained.record)
     plugin = replace(EXPORT_PLUGIN, version=__version__)
     return Candidate(name=PARENT, plugin=plugin, status="ok", onnx_path=path, sha256=sha256_file(path), size_bytes=path.stat().st_size)
 
@@ -290,15 +294,20 @@ def select_winner(outcomes: tuple[CandidateOutcome, ...], settings: Settings | N
 
 
 def selection_evidence(evidence: dict[str, Any], outcome: CandidateOutcome, selection: Any) -> dict[str, Any]:
-    """A candidate's gate evidence plus its benchmark row, the hardware and its selection verdict.
+    """A candidate's gate evidence plus its lineage, benchmark row, the hardware and its selection verdict.
 
     Signed with each gate result, so the run's accuracy/latency/size table is in the record.
     """
     from gatewise.benchmark import hardware
+    from gatewise.lineage import TRAINING_KEY, read_compression_record, read_metadata
 
     verdict = selection.verdict(outcome.candidate.name) if selection is not None else None
+    path = outcome.candidate.onnx_path
+    made = Path(path) if path is not None and Path(path).exists() else None
     return {
         **evidence,
+        # How the bytes were made (also inside them): the trainer's recipe for a parent, each step for a child.
+        "lineage": {"training": read_metadata(made, TRAINING_KEY), "compression": read_compression_record(made)} if made else None,
         "benchmark": outcome.benchmark.to_dict() if outcome.benchmark is not None else None,
         "hardware": hardware() if outcome.benchmark is not None else None,
         "selection": {

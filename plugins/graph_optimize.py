@@ -10,7 +10,6 @@ the compressor checks that on the calibration rows and refuses a file that drift
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -19,17 +18,13 @@ from pydantic import Field
 from gatewise.encoding import INPUT_NAME
 from gatewise.errors import GatewiseError, UsageError
 from gatewise.hookspecs import Compressor, hookimpl
+from gatewise.lineage import append_compression_record
 from gatewise.plugins.params import ComponentParams, parse_params
 from gatewise.scoring import read_input_spec, stamp_input_spec
 
 if TYPE_CHECKING:
     import numpy as np
     import onnx
-
-# Where each compressor says what it did, inside the ONNX bytes that are signed (a JSON list,
-# one entry per compression step, so a chain reads in order).
-COMPRESSION_KEY = "gatewise.compression"
-
 
 class GraphOptimizeParams(ComponentParams):
     """Parameters of ``graph_optimize`` (``[compress.params.graph_optimize]``)."""
@@ -246,30 +241,6 @@ def _max_abs_difference(parent: Path, child: Path, rows: np.ndarray) -> float:
         return session.run(None, {INPUT_NAME: rows})[0].astype(np.float64).reshape(-1)
 
     return float(np.max(np.abs(scores(Path(parent)) - scores(Path(child)))))
-
-
-def read_compression_record(path: Path) -> list[dict[str, Any]]:
-    """The compression steps recorded in an ONNX file's metadata, oldest first ([] for a parent)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    for prop in model.metadata_props:
-        if prop.key == COMPRESSION_KEY:
-            return list(json.loads(prop.value))
-    return []
-
-
-def append_compression_record(output: Path, parent: Path, step: dict[str, Any]) -> None:
-    """Write the parent's compression steps plus ``step`` into ``output``'s metadata (in place)."""
-    import onnx
-
-    steps = read_compression_record(Path(parent)) + [step]
-    model = onnx.load(str(output))
-    kept = [p for p in model.metadata_props if p.key != COMPRESSION_KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    model.metadata_props.add(key=COMPRESSION_KEY, value=json.dumps(steps, sort_keys=True))
-    onnx.save(model, str(output))
 
 
 @hookimpl

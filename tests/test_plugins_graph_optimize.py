@@ -9,7 +9,8 @@ import onnx
 import pytest
 
 from gatewise.errors import UsageError
-from gatewise.plugins.graph_optimize import COMPRESSION_KEY, GraphOptimize, fold_standardization, read_compression_record
+from gatewise.lineage import COMPRESSION_KEY, read_compression_record
+from gatewise.plugins.graph_optimize import GraphOptimize, fold_standardization
 from gatewise.scoring import OnnxScorer, read_input_spec
 from gatewise.testing import check_compressor
 from test_plugins_support import crafted_parent, unusual_rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -91,3 +93,73 @@ def test_one_class_training_split_is_refused(arrests):
     split, spec, y_train, _ = arrests
     with pytest.raises(UsageError, match="one class"):
         MLPTrainer().train(split.train, np.ones_like(y_train), spec, {})
+
+
+# -- the training recipe, on small crafted data ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def crafted():
+    from test_plugins_support import CATEGORICAL, NUMERIC, crafted_frame
+
+    frame, label = crafted_frame(900, seed=3)
+    spec = InputSpec.fit(frame, NUMERIC, CATEGORICAL)
+    return frame, label, spec
+
+
+def _validation_loss(module, features, label, pos_weight):
+    loss = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([pos_weight], dtype=torch.float32))
+    with torch.no_grad():
+        return float(loss(module.logits(torch.from_numpy(features)), torch.from_numpy(label.astype(np.float32))))
+
+
+def test_early_stopping_restores_the_best_epochs_weights(crafted):
+    from gatewise.plugins.mlp_module import _stratified_split
+
+    frame, label, spec = crafted
+    # A high learning rate with no decay to speak of overfits soon: the validation loss turns up.
+    params = {"epochs": 40, "patience": 4, "lr": 0.05, "warmup_fraction": 0, "refit": False, "hidden": [64, 64], "seed": 5}
+    trained = MLPTrainer().train(frame, label, spec, params)
+    record = trained.record
+    curve = record["validation_loss"]
+    assert record["stopped_early"] and record["epochs_run"] < 40
+    assert record["best_epoch"] == 1 + int(np.argmin(curve)) and record["epochs_run"] == record["best_epoch"] + 4
+    assert curve[-1] > min(curve)  # the last epoch was worse than the best one...
+    # ...and the returned weights are the best epoch's: recompute its loss on the same validation rows.
+    _, valid = _stratified_split(torch.from_numpy(label.astype(np.float32)), 0.15, torch.Generator().manual_seed(5))
+    features = spec.encode(frame)[valid.numpy()]
+    loss = _validation_loss(trained.module, features, label[valid.numpy()], record["pos_weight"])
+    assert loss == pytest.approx(record["best_validation_loss"], abs=1e-5)
+
+
+def test_the_validation_rows_are_carved_per_class_from_train(crafted):
+    frame, label, spec = crafted
+    record = MLPTrainer().train(frame, label, spec, {"epochs": 2, "validation_fraction": 0.2}).record
+    positives, negatives = int(label.sum()), int(len(label) - label.sum())
+    assert record["rows"]["validation"] == round(positives * 0.2) + round(negatives * 0.2)
+    assert record["rows"]["train"] + record["rows"]["validation"] == len(label)
+    assert record["refit"]["rows"]["train"] == len(label)  # the refit learns from every training row
+
+
+def test_every_choice_of_the_recipe_is_recorded(crafted):
+    frame, label, spec = crafted
+    record = MLPTrainer().train(frame, label, spec, {"epochs": 3, "clip_norm": None, "class_weight": "none"}).record
+    recipe = record["recipe"]
+    assert record["trainer"] == "mlp"
+    assert recipe["optimizer"] == "AdamW" and "cosine" in recipe["schedule"] and recipe["bf16_autocast"] is False
+    assert recipe["clip_norm"] is None and recipe["class_weight"] == "none" and record["pos_weight"] == 1.0
+    assert {"seed", "lr", "weight_decay", "warmup_fraction", "patience", "validation_fraction", "hidden"} <= set(recipe)
+    assert record["samples_per_s"] > 0
+    json.dumps(record, allow_nan=False)  # strict JSON: it is signed
+
+
+def test_the_parent_file_carries_the_training_record(crafted, tmp_path):
+    from gatewise.flows.steps import export_parent
+    from gatewise.lineage import TRAINING_KEY, read_metadata
+    from gatewise.types import Split
+
+    frame, label, spec = crafted
+    trained = MLPTrainer().train(frame, label, spec, {"epochs": 2})
+    split = Split(frame, frame.head(50), 0, "0" * 64, "1" * 64)
+    parent = export_parent(trained, split, tmp_path)
+    assert read_metadata(parent.onnx_path, TRAINING_KEY) == json.loads(json.dumps(trained.record))
