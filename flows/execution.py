@@ -14,7 +14,7 @@ from gatewise.errors import UsageError
 START_SERVER_HINT = "start one with `prefect server start` and `export PREFECT_API_URL=http://127.0.0.1:4200/api`"
 DASK_INSTALL_HINT = "pip install 'gatewise[dask]'"
 HEALTH_TIMEOUT_S = 5.0
-DASK_CONNECT_TIMEOUT_S = 10.0
+DASK_CONNECT_TIMEOUT_S = 5.0
 
 
 def configured_api_url() -> str | None:
