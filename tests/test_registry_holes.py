@@ -16,7 +16,7 @@ from gatewise.cli import main
 from gatewise.registry import Registry
 from gatewise.registry import statements as st
 from gatewise.types import GateResult
-from test_registry_support import EVIDENCE, Backend, populated, verdicts
+from test_registry_support import EVIDENCE, Backend, backend, populated, verdicts  # noqa: F401  (backend is a fixture)
 
 VERIFY_FAILED = 4
 
@@ -278,3 +278,28 @@ def test_receipts_published_to_a_second_place_show_a_cut(home, tmp_path, capsys,
     code, out, _ = _run(capsys, "registry", "verify", "--receipt", str(published))
     assert code == VERIFY_FAILED and "entries after seq 15 are missing" in out
     backend.close()
+
+
+def test_loose_tables_on_each_backend(backend, tmp_path):  # noqa: F811 - backend is a fixture
+    """The census and the signed reads on both backends: a table rebuilt without its constraints,
+    with a duplicate alias row, NULL-keyed rows and a NULL-seq ledger row."""
+    registry, v = populated(backend, tmp_path)
+    false = "false" if backend.url else "0"
+    for table in ("models", "versions", "ledger"):
+        backend.sql(f"CREATE TABLE {table}_loose AS SELECT * FROM {table}")
+        backend.sql(f"DROP TABLE {table}")
+        backend.sql(f"CREATE TABLE {table} AS SELECT * FROM {table}_loose WHERE {false}")
+        backend.sql(f"INSERT INTO {table} SELECT * FROM {table}_loose")
+        backend.sql(f"DROP TABLE {table}_loose")
+    backend.sql("INSERT INTO models VALUES ('arrests', 2, ?, 99)", v["parent"])
+    backend.sql("INSERT INTO versions SELECT 'arrests:v9', model, 9, run_id, 'fake', status, sha256, size_bytes, error, plugin_name, "
+                "plugin_version, plugin_distribution, plugin_code_sha256, NULL, NULL, entry_digest, created_at FROM versions WHERE name = ?",
+                v["child"])
+    backend.sql("INSERT INTO ledger SELECT NULL, prev_digest, digest, predicate_type, subject_sha256, ref, keyid, created_at, "
+                "envelope FROM ledger WHERE seq = 16")
+    problems = [str(p) for p in registry.verify().problems]
+    for needle in ("models table: 2 rows share the key name='arrests'", "versions row entry_seq=None (arrests:v9): NULL in entry_seq",
+                   "ledger row seq=None", "ledger table: holds 17 rows but 16 entries checked"):
+        assert any(needle in p for p in problems), (needle, problems)
+    assert registry.champion("arrests").version == v["child"]
+    assert [i.version for i in registry.versions("arrests")] == [v["parent"], v["child"], v["errored"]]
