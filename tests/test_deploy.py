@@ -66,7 +66,7 @@ def test_bundle_holds_model_contract_entries_keys_and_manifest(bundle, promoted)
     _, registry, version = promoted
     names = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
     kinds = sorted(n.split("-", 1)[1] for n in names if n.startswith("entries/"))
-    assert kinds == sorted(["key-v1.dsse.json", "candidate-v1.dsse.json", "promotion-v1.dsse.json"]
+    assert kinds == sorted(["key-v2.dsse.json", "candidate-v1.dsse.json", "promotion-v2.dsse.json"]
                            + ["gate-result-v1.dsse.json"] * 5)
     assert {"model.onnx", "contract.json", "keys.json", "manifest.json"} <= set(names)
     assert sha256_file(bundle / "model.onnx") == registry.version(version).sha256
@@ -145,7 +145,7 @@ def test_a_rollback_bundle_carries_the_rollback_and_the_promotion_it_restores(pr
     (outcome,) = deploy_version(registry, first, ["bundle"], {"bundle": {"dir": str(tmp_path / "out")}}, builtins())
     assert outcome.deployed, outcome.detail
     kinds = [p.name.split("-", 1)[1] for p in sorted((Path(outcome.target) / "entries").iterdir())]
-    assert "rollback-v1.dsse.json" in kinds and "promotion-v1.dsse.json" in kinds
+    assert "rollback-v1.dsse.json" in kinds and "promotion-v2.dsse.json" in kinds
     done = gatewise(home, "deploy", "verify", outcome.target)
     assert done.returncode == 0, done.stdout + done.stderr
 
