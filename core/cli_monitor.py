@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gatewise.cli_common import fmt_num, print_json, print_table
+from gatewise.cli_common import fmt_num, open_registry, print_json, print_table, registry_options
 from gatewise.errors import ExitCode
 
 
@@ -28,6 +28,18 @@ def add_commands(commands: Any, registry_commands: Any) -> None:
     monitor.add_argument("--config", type=Path, help="gatewise.toml (default: ./gatewise.toml if present)")
     monitor.add_argument("--json", action="store_true", help="print one JSON document")
     monitor.set_defaults(handler=cmd_monitor)
+
+    listing = registry_commands.add_parser(
+        "monitoring",
+        help="list signed monitoring passes, newest first",
+        description="List the signed monitoring entries of a model, newest first: entry, time, live version, verdict, "
+        "the measures against their thresholds, and the run each drifted pass triggered. Every entry's signature is "
+        "checked. Exit 2 on an unknown model.",
+    )
+    listing.add_argument("model", metavar="MODEL", help="model name, such as arrests")
+    listing.add_argument("--limit", type=int, default=20, help="newest N passes (0: all; default 20)")
+    registry_options(listing)
+    listing.set_defaults(handler=cmd_monitoring)
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -106,3 +118,46 @@ def print_outcome(doc: dict[str, Any]) -> None:
         result = f"promoted {retrain['promoted']}" if retrain["promoted"] else retrain["status"]
         print(f"retrain run {retrain['run_id']} started in process (trigger: monitoring entry {entry['seq']}): {result}")
     print("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in doc["timings_s"].items()))
+
+
+def cmd_monitoring(args: argparse.Namespace) -> int:
+    from gatewise.errors import UsageError
+    from gatewise.registry.operations import monitoring_entries, runs_triggered_by
+
+    if args.limit < 0:
+        raise UsageError(f"--limit must be 0 (all) or a positive number, not {args.limit}")
+    with open_registry(args) as registry:
+        if args.model not in registry.models():
+            raise UsageError(f"unknown model '{args.model}' (known: {', '.join(registry.models()) or 'none'})")
+        passes = monitoring_entries(registry, args.model, args.limit)
+        triggered = runs_triggered_by(registry, [p["entry"]["seq"] for p in passes])
+    documents = [
+        {
+            "entry": p["entry"],
+            "time": p["ledger"]["time"],
+            "version": p["version"],
+            "drifted": p["drifted"],
+            "failed_checks": p["report"].get("failed_checks", []),
+            "drifted_share": p["report"].get("drifted_share"),
+            "weighted_drift": p["report"].get("weighted_drift"),
+            "prediction_drift": (p["report"].get("prediction_drift") or {}).get("value"),
+            "thresholds": p["report"].get("thresholds", {}),
+            "current": p["report"].get("current", {}),
+            "triggered_runs": triggered.get(p["entry"]["seq"], []),
+        }
+        for p in passes
+    ]
+    if args.json:
+        print_json({"model": args.model, "passes": documents})
+        return ExitCode.OK
+    if not documents:
+        print(f"no monitoring passes recorded for {args.model}")
+        return ExitCode.OK
+    rows = [
+        [str(d["entry"]["seq"]), d["time"][:19], d["version"] or "-", "DRIFT" if d["drifted"] else "ok",
+         fmt_num(d["drifted_share"]), fmt_num(d["weighted_drift"]), fmt_num(d["prediction_drift"]),
+         str(d["current"].get("rows", "-")), ", ".join(d["triggered_runs"]) or "-"]
+        for d in documents
+    ]
+    print_table(["entry", "time", "live", "verdict", "share", "weighted", "prediction", "rows", "triggered run"], rows)
+    return ExitCode.OK

@@ -9,7 +9,6 @@ starts a retrain when a threshold is crossed.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,10 +125,12 @@ def request_from(home: str, config: str | None, current: str | None, from_servin
 
 def open_registry(request: MonitorRequest) -> Registry:
     """The existing registry; monitoring never creates one (a missing one is one line, exit 2)."""
+    from gatewise.config import resolve_registry_url
     from gatewise.registry import Registry
 
-    Registry.open(request.home, request.settings.registry.url, create=False).close()
-    return Registry.open(request.home, request.settings.registry.url)
+    url = resolve_registry_url(settings=request.settings)  # the order every command follows (docs/cli.md)
+    Registry.open(request.home, url, create=False).close()
+    return Registry.open(request.home, url)
 
 
 def resolve_model(registry: Registry, request: MonitorRequest) -> str:
@@ -157,8 +158,7 @@ def live_version(registry: Registry, model: str) -> VersionInfo:
 def training_reference(registry: Registry, info: VersionInfo, home: Path) -> Reference:
     """Re-create the training rows of the live version's run from its signed settings and data
     source, and check them against the fingerprints that run signed."""
-    from gatewise.data import split_dataset
-    from gatewise.flows.steps import RunRequest, load_dataset
+    from gatewise.flows.steps import RunRequest, load_dataset, split_data
     from gatewise.registry.operations import run_entry
 
     entry = run_entry(registry, info.run_id)
@@ -176,7 +176,7 @@ def training_reference(registry: Registry, info: VersionInfo, home: Path) -> Ref
             f"{str(recorded.get('dataset'))[:16]}, the {source} now gives {dataset.fingerprint[:16]}"
             + ("" if settings.data.path else " (a run records its settings, not its --data flag: train from [data] path to monitor)")
         )
-    split = split_dataset(dataset, settings.split.seed, settings.split.test_fraction)
+    split = split_data(dataset, settings)  # the run's own split step, so a new split kind cannot diverge
     if split.train_fingerprint != recorded.get("train"):
         raise UsageError(
             f"cannot re-create the training reference of {info.version}: the split of run {info.run_id} gives train "
@@ -329,22 +329,20 @@ def retrain_deployment() -> RetrainDeployment | None:
     """A deployment of the retrain flow on the Prefect server at PREFECT_API_URL that takes a
     ``trigger`` parameter; None when no server is configured or none is deployed. A configured
     server that does not answer is an error (called before anything is recorded)."""
-    url = prefect_api_url()
-    if not url:
+    from gatewise.flows.execution import check_configured_server
+
+    url = check_configured_server()  # one line naming the server and the fix when it does not answer
+    if url is None:
         return None
-    import httpx
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     try:
-        httpx.get(url.rstrip("/") + "/health", timeout=5).raise_for_status()
         with temporary_settings(updates={PREFECT_API_URL: url}), get_client(sync_client=True) as client:
             deployments = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[RETRAIN_FLOW])))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server reads the same to a user
-        raise UsageError(
-            f"the Prefect server at {url} (PREFECT_API_URL) does not answer: start it, or unset PREFECT_API_URL ({type(exc).__name__})"
-        ) from None
+    except Exception as exc:  # noqa: BLE001 - a server that answers /health but not the API reads the same
+        raise UsageError(f"the Prefect server at PREFECT_API_URL={url} did not list its deployments ({type(exc).__name__})") from None
     usable = []
     for deployment in sorted(deployments, key=lambda d: d.name):
         declared = tuple(((deployment.parameter_openapi_schema or {}).get("properties") or {}).keys())
@@ -353,13 +351,6 @@ def retrain_deployment() -> RetrainDeployment | None:
     if not usable and deployments:
         log.warning("retrain deployment(s) %s take no 'trigger' parameter; retraining in process", ", ".join(d.name for d in deployments))
     return usable[0] if usable else None
-
-
-def prefect_api_url() -> str | None:
-    """PREFECT_API_URL from the environment (as set now), else from the active Prefect profile."""
-    from prefect.settings import PREFECT_API_URL
-
-    return os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value() or None
 
 
 def batch_file(home: Path, model: str, batch: CurrentBatch) -> Path:
@@ -388,7 +379,9 @@ def start_retrain(request: MonitorRequest, entry: dict[str, Any], current: Path,
             parameters["current"] = str(Path(current).resolve())
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        with temporary_settings(updates={PREFECT_API_URL: prefect_api_url()}):
+        from gatewise.flows.execution import configured_api_url
+
+        with temporary_settings(updates={PREFECT_API_URL: configured_api_url()}):
             flow_run = run_deployment(deployment.name, parameters=parameters, timeout=0)
         return RetrainStart("deployment", trigger, deployment=deployment.name, flow_run_id=str(flow_run.id), status="scheduled")
 

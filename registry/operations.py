@@ -85,3 +85,34 @@ def monitoring_entries(registry: Any, model: str, limit: int = 0) -> list[dict[s
         if entry.predicate.get("model") != model:
             raise RegistryError(f"ledger entry {entry.seq} is not a monitoring entry of {model}; run `gatewise registry verify`")
     return [{**entry.predicate, "entry": {"seq": entry.seq, "digest": entry.digest}} for entry in newest]
+
+
+def runs_triggered_by(registry: Any, seqs: list[int]) -> dict[int, list[str]]:
+    """For each monitoring entry seq, the ids of the runs whose signed run entry names it as their
+    trigger (a run names an entry by seq and digest; both must match)."""
+    from sqlalchemy import select
+
+    from gatewise.registry.schema import LedgerEntry
+    from gatewise.registry.signed import SignedLedger
+
+    wanted = set(seqs)
+    if not wanted:
+        return {}
+    ledger = LedgerEntry.__table__.c
+    found: dict[int, list[str]] = {}
+    with registry.reading() as conn:
+        signed = SignedLedger(conn)
+        digests = {seq: entry.digest for seq, entry in signed.entries(wanted).items()}
+        # Runs come after the entry that triggered them.
+        rows = conn.execute(
+            select(ledger.seq, ledger.digest, ledger.keyid, ledger.envelope)
+            .where(ledger.predicate_type == st.RUN, ledger.seq > min(wanted))
+            .order_by(ledger.seq)
+        )
+        for row in rows:
+            run = signed.check(row).predicate
+            trigger = run.get("trigger") or {}
+            named = trigger.get("entry") or {}
+            if trigger.get("kind") == "monitor" and digests.get(named.get("seq")) == named.get("digest"):
+                found.setdefault(int(named["seq"]), []).append(str(run.get("run_id")))
+    return found

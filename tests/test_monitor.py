@@ -19,7 +19,11 @@ from gatewise.config import Settings
 
 pytestmark = pytest.mark.e2e
 
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "gatewise.toml"
+FAIRNESS_RELAXED = """
+[gates.fairness]
+max_demographic_parity_difference = 0.6
+max_equalized_odds_difference = 0.6
+"""
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +35,10 @@ def workspace(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("monitor")
     config = root / "gatewise.toml"
-    config.write_text(DEMO_CONFIG.read_text())  # relaxed fairness limits (see the file); no [monitor] section
+    # Monitoring needs a live version, and the bundled data's disparity by colour blocks every model
+    # under the default fairness limits (docs/gates.md): relaxed here, in the open, as the demo's
+    # gatewise.toml does. No [monitor] section: the monitor's thresholds are the drift gate's.
+    config.write_text(FAIRNESS_RELAXED)
     frame = load_arrests(as_frame=True)
     clean = frame.sample(n=2000, random_state=2).reset_index(drop=True)
     drifted = frame.sample(n=2000, random_state=1).reset_index(drop=True)
@@ -162,6 +169,21 @@ def test_signed_monitoring_entries_verify(gatewise, workspace):
     assert done.stdout.startswith("OK")
 
 
+def test_registry_monitoring_lists_signed_passes_and_the_runs_they_triggered(gatewise, workspace):
+    code, out, err = gatewise("registry", "monitoring", "arrests", "--json", "--limit", "0")
+    assert code == 0, err
+    passes = json.loads(out)["passes"]
+    drifted = [p for p in passes if p["drifted"]]
+    assert drifted and all(len(p["triggered_runs"]) == 1 for p in drifted)
+    assert all(p["triggered_runs"] == [] for p in passes if not p["drifted"])
+    seqs = [p["entry"]["seq"] for p in passes]
+    assert seqs == sorted(seqs, reverse=True)
+    code, out, _ = gatewise("registry", "monitoring", "arrests")
+    assert code == 0 and "DRIFT" in out and drifted[0]["triggered_runs"][0] in out
+    code, _, err = gatewise("registry", "monitoring", "nosuch")
+    assert code == 2 and "unknown model 'nosuch'" in err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -195,7 +217,7 @@ def test_unreachable_prefect_server_is_one_line_before_anything_is_recorded(gate
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # the discard port: nothing listens
     code, _, err = gatewise("monitor", "--config", str(workspace / "gatewise.toml"), "--current", "clean.csv")
     assert code == 2
-    assert "does not answer" in err and len(err.strip().splitlines()) == 1
+    assert "is not reachable" in err and len(err.strip().splitlines()) == 1
     with _registry(workspace) as registry:
         assert registry.head() == head
 
