@@ -21,6 +21,8 @@ BUILTIN_PLUGINS = (
     "gatewise.plugins.mlp_trainer",
     "gatewise.plugins.quantization",
     "gatewise.plugins.graph_optimize",
+    "gatewise.plugins.pruning",
+    "gatewise.plugins.distillation",
     "gatewise.plugins.deployers",
 )
 

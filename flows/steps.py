@@ -103,10 +103,11 @@ def preflight(request: RunRequest) -> Dataset:
     plugins = load_plugins()
     settings = request.settings
     _check_params(plugins.get("trainer", settings.train.trainer).component, settings.train.params)
-    for name in settings.compress.compressors:
+    steps_used = {step for name in settings.compress.compressors for step in chain_steps(name)}
+    for name in sorted(steps_used):
         _check_params(plugins.get("compressor", name).component, settings.compress.params.get(name, {}))
     for name in settings.compress.params:
-        if name not in settings.compress.compressors:
+        if name not in steps_used:
             raise UsageError(f"[compress.params.{name}] configures a compressor that is not in [compress] compressors")
     from gatewise.flows.deploy import check_deployers
 
@@ -185,33 +186,75 @@ def export_parent(trained: TrainedModel, split: Split, workdir: Path) -> Candida
     return Candidate(name=PARENT, plugin=plugin, status="ok", onnx_path=path, sha256=sha256_file(path), size_bytes=path.stat().st_size)
 
 
+def chain_steps(name: str) -> list[str]:
+    """The compressors of a ``[compress] compressors`` entry: ``distill+int8_static`` runs distil, then quantize."""
+    steps = [step.strip() for step in name.split("+")]
+    if any(not step for step in steps):
+        raise UsageError(f"[compress] compressors: '{name}' has an empty step; chain compressors as 'a+b'")
+    return steps
+
+
+def chain_info(name: str) -> PluginInfo:
+    """One plugin record for a chain: the step names, versions and distributions joined by '+',
+    and a sha256 over the steps' code hashes in order. A single compressor keeps its own record."""
+    import hashlib
+
+    infos = [load_plugins().get("compressor", step).info for step in chain_steps(name)]
+    if len(infos) == 1:
+        return infos[0]
+    joined = "".join(i.code_sha256 for i in infos)
+    return PluginInfo(name=name, version="+".join(i.version for i in infos),
+                      distribution="+".join(dict.fromkeys(i.distribution for i in infos)),
+                      code_sha256=hashlib.sha256(joined.encode()).hexdigest())
+
+
 def compress(settings: Settings, name: str, parent: Candidate, calibration: np.ndarray, workdir: Path) -> Candidate:
-    """Run one compressor in isolation: any failure becomes an 'errored' candidate."""
+    """Run one compressor, or a chain ``a+b`` (each step on the one before), in isolation: any
+    failure becomes an 'errored' candidate. Each step is recorded in the output's metadata."""
     from gatewise.scoring import OnnxScorer
 
-    registered = load_plugins().get("compressor", name)  # an unknown name is a usage error, raised
+    steps = [(step, load_plugins().get("compressor", step)) for step in chain_steps(name)]  # unknown: raised
+    info = chain_info(name)
     # Each compressor gets a folder and a copy of the parent of its own: quantizers write
     # temporary files beside their input, and compressors run in parallel.
     own = workdir / name
     own.mkdir()
-    parent_copy = own / f"{PARENT}.onnx"
-    shutil.copyfile(parent.onnx_path, parent_copy)
+    source = own / f"{PARENT}.onnx"
+    shutil.copyfile(parent.onnx_path, source)
     path = own / f"{name}.onnx"
     try:
-        registered.component.compress(parent_copy, path, calibration, dict(settings.compress.params.get(name, {})))
-        if not path.exists():
-            raise GatewiseError(f"wrote no file at {path.name}")
+        for index, (step, registered) in enumerate(steps):
+            target = path if index == len(steps) - 1 else own / f"step{index + 1}-{step}.onnx"
+            params = dict(settings.compress.params.get(step, {}))
+            registered.component.compress(source, target, calibration, dict(params))
+            if not target.exists():
+                raise GatewiseError(f"{step} wrote no file at {target.name}")
+            _record_step(source, target, registered.info, params)
+            source = target
         scores = OnnxScorer(path).predict_encoded(calibration[:64])
         if scores.shape != (min(64, len(calibration)),):
             raise GatewiseError(f"model output has shape {scores.shape}, expected one score per row")
     except Exception as exc:  # noqa: BLE001 - producers are isolated by design
         log.warning("compressor %s failed: %s", name, exc)
         message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        return Candidate(name=name, plugin=registered.info, status="errored", parent=parent.name, error=message)
+        return Candidate(name=name, plugin=info, status="errored", parent=parent.name, error=message)
     return Candidate(
-        name=name, plugin=registered.info, status="ok", onnx_path=path, sha256=sha256_file(path),
+        name=name, plugin=info, status="ok", onnx_path=path, sha256=sha256_file(path),
         parent=parent.name, size_bytes=path.stat().st_size,
     )
+
+
+def _record_step(source: Path, target: Path, plugin: PluginInfo, params: dict[str, Any]) -> None:
+    """Append one entry for this step to the target's compression record (gatewise.lineage):
+    the plugin's name, version, distribution and code hash, the params, and what the compressor
+    itself wrote about the step, if anything."""
+    from gatewise.lineage import COMPRESSION_KEY, read_compression_record, write_metadata
+
+    before, after = read_compression_record(source), read_compression_record(target)
+    said = after[len(before)] if len(after) == len(before) + 1 and after[: len(before)] == before else None
+    step = {"compressor": plugin.name, "plugin": {"version": plugin.version, "distribution": plugin.distribution,
+            "code_sha256": plugin.code_sha256}, "params": params, "detail": said}
+    write_metadata(target, COMPRESSION_KEY, before + [step])
 
 
 # -- champion, gates, selection --------------------------------------------------------------
@@ -338,7 +381,8 @@ def data_fingerprints(dataset: Dataset, split: Split, current: pd.DataFrame) -> 
 def plugin_records(settings: Settings) -> list[dict[str, str]]:
     """Which trainer and compressors a run uses: name, version, distribution, code hash."""
     plugins = load_plugins()
-    chosen = [("trainer", settings.train.trainer)] + [("compressor", n) for n in settings.compress.compressors]
+    steps = dict.fromkeys(step for name in settings.compress.compressors for step in chain_steps(name))
+    chosen = [("trainer", settings.train.trainer)] + [("compressor", n) for n in steps]
     records = []
     for kind, name in chosen:
         info = plugins.get(kind, name).info

@@ -221,3 +221,122 @@ def _train(model: TabularMLP, x: torch.Tensor, y: torch.Tensor, x_valid: torch.T
         "samples_per_s": round(seen / elapsed, 1) if elapsed > 0 else None,
         "seconds": round(elapsed, 3),
     }
+
+
+# -- compressors that retrain: rebuild the module from a parent ONNX file, then fit to its scores --
+
+
+def module_from_onnx(path: Any) -> tuple[TabularMLP, Any]:
+    """Rebuild the ``TabularMLP`` a gatewise ``mlp`` parent was exported from, with its weights.
+
+    Reads the input contract from the file's metadata and the initializers the exporter names
+    after the module's parameters and buffers (``mean``, ``std``, ``net.K.weight``, ...). Raises
+    ValueError for a file of another shape: pruning and distillation need the MLP itself.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    from gatewise.scoring import read_input_spec
+
+    spec = read_input_spec(path)
+    tensors = {t.name: np.array(numpy_helper.to_array(t)) for t in onnx.load(str(path)).graph.initializer}
+    layers = sorted({int(name.split(".")[1]) for name in tensors if name.startswith("net.") and name.endswith(".weight")})
+    if not layers or (spec.numeric and not {"mean", "std"} <= set(tensors)):
+        raise ValueError("the parent is not an ONNX export of gatewise's 'mlp' trainer (no net.K.weight / mean / std initializers)")
+    weights = [tensors[f"net.{k}.weight"] for k in layers]
+    hidden = tuple(int(w.shape[0]) for w in weights[:-1])
+    n = len(spec.numeric)
+    mean = torch.from_numpy(np.asarray(tensors.get("mean", np.zeros(n)), dtype=np.float64))
+    std = torch.from_numpy(np.asarray(tensors.get("std", np.ones(n)), dtype=np.float64))
+    module = TabularMLP(mean, std, tuple(len(v) for _, v in spec.categorical), hidden)
+    linears = [m for m in module.net if isinstance(m, nn.Linear)]
+    if len(linears) != len(layers) or any(tuple(l.weight.shape) != w.shape for l, w in zip(linears, weights)):
+        raise ValueError("the parent's layer shapes do not match an MLP over its input contract")
+    with torch.no_grad():
+        for linear, k in zip(linears, layers):
+            linear.weight.copy_(torch.from_numpy(tensors[f"net.{k}.weight"]))
+            linear.bias.copy_(torch.from_numpy(tensors[f"net.{k}.bias"]))
+    module.eval()
+    return module, spec
+
+
+def prune_hidden_units(module: TabularMLP, cardinalities: tuple[int, ...], rows: np.ndarray, keep: float) -> TabularMLP:
+    """A narrower copy of ``module``: each hidden layer keeps its ``keep`` share of units (at least 1).
+
+    A unit's importance is its mean activation on ``rows`` times the L2 norm of its outgoing
+    weights: what it contributes downstream on real inputs. Rows of the incoming weight and bias
+    and columns of the next layer's weight are dropped, so the layers are really narrower.
+    """
+    linears = [m for m in module.net if isinstance(m, nn.Linear)]
+    hidden = tuple(max(1, int(round(l.out_features * keep))) for l in linears[:-1])
+    narrow = TabularMLP(module.mean.double(), module.std.double(), cardinalities, hidden)
+    with torch.no_grad():
+        x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+        parts = []
+        if module.n_numeric:
+            parts.append((x[:, : module.n_numeric] - module.mean) / module.std)
+        if module.n_onehot:
+            parts.append((x.index_select(1, module.onehot_column) == module.onehot_code).to(x.dtype))
+        h = torch.cat(parts, dim=1)
+        kept_in = torch.arange(linears[0].in_features)
+        targets = [m for m in narrow.net if isinstance(m, nn.Linear)]
+        for i, (linear, target) in enumerate(zip(linears, targets)):
+            out = torch.relu(linear(h)) if i < len(linears) - 1 else linear(h)
+            if i < len(linears) - 1:
+                importance = out.mean(dim=0) * linears[i + 1].weight.norm(dim=0)
+                kept_out = torch.sort(torch.topk(importance, hidden[i]).indices).values
+            else:
+                kept_out = torch.arange(linear.out_features)
+            target.weight.copy_(linear.weight[kept_out][:, kept_in])
+            target.bias.copy_(linear.bias[kept_out])
+            h, kept_in = out, kept_out
+    narrow.eval()
+    return narrow
+
+
+def fit_to_teacher(student: TabularMLP, rows: np.ndarray, teacher_logits: np.ndarray, epochs: int, lr: float,
+                   batch_size: int, seed: int) -> dict[str, Any]:
+    """Train ``student`` to reproduce the teacher's logits on ``rows`` (mean squared error on logits).
+
+    Matching logits keeps the teacher's ranking and its decision threshold, which is what the
+    accuracy gate compares with the parent. AdamW with cosine decay; one thread; seeded.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+    target = torch.from_numpy(np.asarray(teacher_logits, dtype=np.float32))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    losses: list[float] = []
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            generator = torch.Generator().manual_seed(seed)
+            for parameter in student.parameters():
+                parameter.requires_grad_(True)
+            optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
+            steps = max(1, epochs * math.ceil(len(x) / batch_size))
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+            student.train()
+            for _ in range(epochs):
+                order = torch.randperm(len(x), generator=generator)
+                total = 0.0
+                for start in range(0, len(x), batch_size):
+                    batch = order[start : start + batch_size]
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = torch.mean((student.logits(x[batch]) - target[batch]) ** 2)
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+                    optimizer.step()
+                    schedule.step()
+                    total += loss.detach().item() * len(batch)
+                losses.append(round(total / len(x), 6))
+    finally:
+        torch.set_num_threads(threads)
+    student.eval()
+    for parameter in student.parameters():
+        parameter.requires_grad_(False)
+    return {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "loss": "MSE on logits", "loss_curve": losses}
+
+
+def teacher_logits(module: TabularMLP, rows: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return module.logits(torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))).numpy()

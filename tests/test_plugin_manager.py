@@ -24,7 +24,7 @@ def test_builtins_are_found_by_name_through_the_hooks():
     plugins = builtins()
     assert plugins.names("data_source") == ["arrests", "file"]
     assert plugins.names("trainer") == ["mlp"]
-    assert plugins.names("compressor") == ["graph_optimize", "int8_dynamic", "int8_static"]
+    assert plugins.names("compressor") == ["distill", "graph_optimize", "int8_dynamic", "int8_static", "prune_units"]
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ def test_builtins_satisfy_their_protocol_and_record_their_origin(kind, protocol)
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(UsageError, match=r"unknown compressor 'int4' \(known: graph_optimize, int8_dynamic, int8_static\)"):
+    with pytest.raises(UsageError, match=r"unknown compressor 'int4' \(known: distill, graph_optimize, int8_dynamic, int8_static, prune_units\)"):
         builtins().get("compressor", "int4")
 
 

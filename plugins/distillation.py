@@ -1,0 +1,58 @@
+"""Built-in compressor ``distill``: knowledge distillation into a smaller student MLP.
+
+The parent is the teacher; the student (``hidden`` widths, narrower than the parent's) learns the
+teacher's logits on the calibration rows, which are training rows: no label and no test row is
+needed. The student keeps the parent's input contract and encoding layers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field
+
+from gatewise.hookspecs import Compressor, hookimpl
+from gatewise.plugins.params import ComponentParams, parse_params
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class DistillParams(ComponentParams):
+    """Parameters of ``distill`` (``[compress.params.distill]``)."""
+
+    hidden: tuple[Annotated[int, Field(gt=0, le=4096)], ...] = Field((16,), max_length=8, description="Width of each hidden layer of the student.")
+    epochs: int = Field(60, ge=1, le=10_000, description="Passes over the calibration rows.")
+    lr: float = Field(1e-2, gt=0, le=1, description="Peak AdamW learning rate (cosine decay).")
+    batch_size: int = Field(128, ge=1, le=100_000, description="Rows per step.")
+    seed: int = Field(0, ge=0, description="Seed of the student's initialization and batch order.")
+
+
+class Distill:
+    name = "distill"
+
+    def check_params(self, params: dict[str, Any]) -> None:
+        parse_params(DistillParams, params, f"compressor '{self.name}'")
+
+    def compress(self, parent: Path, output: Path, calibration: np.ndarray, params: dict[str, Any]) -> None:
+        settings = parse_params(DistillParams, params, f"compressor '{self.name}'")
+        import torch
+
+        from gatewise.plugins.mlp_module import TabularMLP, fit_to_teacher, module_from_onnx, teacher_logits
+        from gatewise.plugins.student_export import export_student, layer_widths
+
+        teacher, spec = module_from_onnx(Path(parent))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(settings.seed)
+            student = TabularMLP(teacher.mean.double(), teacher.std.double(),
+                                 tuple(len(v) for _, v in spec.categorical), settings.hidden)
+        detail = {"compressor": self.name, "hidden_teacher": layer_widths(teacher), "hidden_student": list(settings.hidden)}
+        detail["training"] = fit_to_teacher(student, calibration, teacher_logits(teacher, calibration),
+                                            settings.epochs, settings.lr, settings.batch_size, settings.seed)
+        export_student(student, spec, calibration, Path(parent), Path(output), detail)
+
+
+@hookimpl
+def gatewise_compressors() -> list[Compressor]:
+    return [Distill()]

@@ -1,0 +1,56 @@
+"""Built-in compressor ``prune_units``: structured pruning of hidden units, then a short fine-tune.
+
+The pruned model is really narrower (fewer rows in each weight matrix), not a sparse copy: the
+file shrinks and every Gemm does less work. The fine-tune fits the narrow model to the parent's
+logits on the calibration rows (training rows only), so no label and no test row is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from gatewise.hookspecs import Compressor, hookimpl
+from gatewise.plugins.params import ComponentParams, parse_params
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class PruneParams(ComponentParams):
+    """Parameters of ``prune_units`` (``[compress.params.prune_units]``)."""
+
+    keep: float = Field(0.5, gt=0, le=1, description="Share of each hidden layer's units kept (at least one).")
+    epochs: int = Field(20, ge=0, le=1000, description="Fine-tune passes over the calibration rows; 0 skips the fine-tune.")
+    lr: float = Field(3e-3, gt=0, le=1, description="Peak AdamW learning rate of the fine-tune (cosine decay).")
+    batch_size: int = Field(128, ge=1, le=100_000, description="Rows per fine-tune step.")
+    seed: int = Field(0, ge=0, description="Seed of the fine-tune's batch order.")
+
+
+class PruneUnits:
+    name = "prune_units"
+
+    def check_params(self, params: dict[str, Any]) -> None:
+        parse_params(PruneParams, params, f"compressor '{self.name}'")
+
+    def compress(self, parent: Path, output: Path, calibration: np.ndarray, params: dict[str, Any]) -> None:
+        settings = parse_params(PruneParams, params, f"compressor '{self.name}'")
+        from gatewise.plugins.mlp_module import fit_to_teacher, module_from_onnx, prune_hidden_units, teacher_logits
+        from gatewise.plugins.student_export import export_student, layer_widths
+
+        teacher, spec = module_from_onnx(Path(parent))
+        cardinalities = tuple(len(v) for _, v in spec.categorical)
+        student = prune_hidden_units(teacher, cardinalities, calibration, settings.keep)
+        detail = {"compressor": self.name, "keep": settings.keep,
+                  "hidden_before": layer_widths(teacher), "hidden_after": layer_widths(student)}
+        if settings.epochs:
+            detail["fine_tune"] = fit_to_teacher(student, calibration, teacher_logits(teacher, calibration),
+                                                 settings.epochs, settings.lr, settings.batch_size, settings.seed)
+        export_student(student, spec, calibration, Path(parent), Path(output), detail)
+
+
+@hookimpl
+def gatewise_compressors() -> list[Compressor]:
+    return [PruneUnits()]
