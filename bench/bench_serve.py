@@ -219,7 +219,12 @@ def promotion_to_answer(home: Path, report: dict, rows: list[dict], repeats: int
     from gatewise.registry import Registry
 
     live = report["promoted"]
-    other = next(c["version"] for c in report["candidates"] if c["passed"] and c["version"] != live and c["name"] != "int8_dynamic")
+    others = [c for c in report["candidates"] if c["status"] == "ok" and c["version"] != live]
+    if not others:
+        sys.exit("the run registered no second version to promote")
+    chosen = next((c for c in others if c["passed"]), others[0])
+    other = chosen["version"]
+    waive = [arg for gate, result in chosen["gates"].items() if not result["passed"] for arg in ("--waive", gate)]
     copy = OUT / "promote-home"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(home, copy)
@@ -250,7 +255,7 @@ def promotion_to_answer(home: Path, report: dict, rows: list[dict], repeats: int
     try:
         for _ in range(repeats):
             for command, target in (
-                (("promote", other, "--approver", "bench", "--reason", "bench: promotion to answer"), other),
+                (("promote", other, "--approver", "bench", "--reason", "bench: promotion to answer", *waive), other),
                 (("rollback", MODEL, "--reason", "bench: rollback to answer"), live),
             ):
                 started = time.monotonic()

@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from test_serving_support import Server, copy_home, gatewise, run_pipeline, serve_config
+from test_serving_support import Server, copy_home, gatewise, promote, run_pipeline, serve_config
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,7 @@ PREDICT = f"/v1/models/{MODEL}/predict"
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    """One real `gatewise run`: v1 (parent, promoted), v2 (int8_dynamic), v3 (int8_static)."""
+    """One real `gatewise run`: a promoted version and its gated siblings (parent and compressed children)."""
     home = tmp_path_factory.mktemp("serving") / "home"
     report = run_pipeline(home)
     assert report["promoted"], "the demo run promoted nothing"
@@ -53,8 +53,11 @@ def scorer_for(home: Path, version: str):
         return OnnxScorer(registry.artifact_path(version))
 
 
-def version_of(report: dict, candidate: str) -> str:
-    return next(c["version"] for c in report["candidates"] if c["name"] == candidate)
+def another_version(report: dict, prefer: str) -> dict:
+    """A registered version that is not live, the ``prefer`` candidate when it is one."""
+    others = [c for c in report["candidates"] if c["status"] == "ok" and c["version"] != report["promoted"]]
+    assert others, "the run registered no second version"
+    return next((c for c in others if c["name"] == prefer), others[0])
 
 
 async def _concurrent(url: str, bodies: list[dict], concurrency: int) -> list[httpx.Response]:
@@ -150,7 +153,7 @@ def test_swapped_artifact_bytes_are_refused_at_start(pipeline, rows, tmp_path):
 
     with Registry.open(copy, create=False) as registry:
         live = registry.artifact_path(report["promoted"])
-        other = registry.artifact_path(version_of(report, "int8_static"))
+        other = registry.artifact_path(another_version(report, "int8_static")["version"])
     live.chmod(0o644)
     live.write_bytes(other.read_bytes())  # a valid model, but not the bytes the signed entry names
 
@@ -196,8 +199,8 @@ class _Traffic:
 def test_promotion_and_rollback_are_served_without_a_restart(pipeline, rows, tmp_path):
     home, report = pipeline
     copy = copy_home(home, tmp_path / "home")
-    first, dynamic = report["promoted"], version_of(report, "int8_dynamic")
-    assert first != dynamic
+    first, candidate = report["promoted"], another_version(report, "int8_dynamic")
+    second = candidate["version"]
     server = Server(copy, serve_config(tmp_path / "gatewise.toml", poll_s=0.2, max_batch=64, max_wait_ms=20.0))
     traffic = None
     try:
@@ -205,27 +208,25 @@ def test_promotion_and_rollback_are_served_without_a_restart(pipeline, rows, tmp
         pid = server.process.pid
         traffic = _Traffic(server.url, records(rows.head(1))[0])
 
-        assert gatewise(copy, "keys", "init", "--approver", "ops").returncode == 0
-        promoted = gatewise(copy, "promote", dynamic, "--approver", "ops", "--reason", "serve the int8 model")
-        assert promoted.returncode == 0, promoted.stderr
+        promote(copy, candidate, "serve the compressed model")
         promoted_at = time.monotonic()
-        server.wait_for(lambda: traffic.first_answer_from(dynamic, promoted_at), timeout=20, what=f"answers from {dynamic}")
+        server.wait_for(lambda: traffic.first_answer_from(second, promoted_at), timeout=20, what=f"answers from {second}")
 
         # int8_dynamic computes activation scales per batch: the server and the gates' scorer score
         # its rows one by one, so a row's answer is the same alone, in one request of many rows,
         # micro-batched, or in the gates' whole-table scoring.
         sample = rows.head(48)
-        scorer = scorer_for(copy, dynamic)
-        assert scorer.row_by_row
+        scorer = scorer_for(copy, second)
+        assert scorer.row_by_row == (candidate["name"] == "int8_dynamic")
         expected = np.concatenate([scorer.predict_proba(sample.iloc[[i]]) for i in range(len(sample))])
-        np.testing.assert_array_equal(scorer.predict_proba(sample), expected)
+        np.testing.assert_allclose(scorer.predict_proba(sample), expected, rtol=0, atol=0 if scorer.row_by_row else 1e-6)
         together = server.client.post(PREDICT, json={"rows": records(sample)}).json()
-        assert together["version"] == dynamic
+        assert together["version"] == second
         singles = concurrent_posts(server.url, [{"rows": [row]} for row in records(sample)], concurrency=48)
-        np.testing.assert_array_equal([p["probability"] for p in together["predictions"]], expected.astype(np.float64))
-        np.testing.assert_array_equal([r.json()["predictions"][0]["probability"] for r in singles], expected.astype(np.float64))
+        np.testing.assert_allclose([p["probability"] for p in together["predictions"]], expected, rtol=0, atol=1e-6)
+        np.testing.assert_allclose([r.json()["predictions"][0]["probability"] for r in singles], expected, rtol=0, atol=1e-6)
 
-        rolled = gatewise(copy, "rollback", MODEL, "--reason", "back to the parent")
+        rolled = gatewise(copy, "rollback", MODEL, "--reason", "back to the first version")
         assert rolled.returncode == 0, rolled.stderr
         rolled_at = time.monotonic()
         server.wait_for(lambda: traffic.first_answer_from(first, rolled_at), timeout=20, what=f"answers from {first} again")
@@ -246,24 +247,23 @@ def test_promotion_and_rollback_are_served_without_a_restart(pipeline, rows, tmp
 def test_a_promotion_with_swapped_bytes_keeps_the_last_good_model(pipeline, rows, tmp_path):
     home, report = pipeline
     copy = copy_home(home, tmp_path / "home")
-    first, static = report["promoted"], version_of(report, "int8_static")
+    first, candidate = report["promoted"], another_version(report, "int8_static")
+    second = candidate["version"]
     from gatewise.registry import Registry
 
     with Registry.open(copy, create=False) as registry:
-        target = registry.artifact_path(static)
+        target = registry.artifact_path(second)
     target.chmod(0o644)
     target.write_bytes(target.read_bytes().replace(b"gatewise.input_spec", b"gatewise.input_spek"))
     server = Server(copy, serve_config(tmp_path / "gatewise.toml", poll_s=0.2))
     try:
         assert server.wait_for(server.ready_version, what="/readyz") == first
-        assert gatewise(copy, "keys", "init", "--approver", "ops").returncode == 0
-        promoted = gatewise(copy, "promote", static, "--approver", "ops", "--reason", "try the static int8 model")
-        assert promoted.returncode == 0, promoted.stderr
+        promote(copy, candidate, "try another compressed model")
         refusal = server.wait_for(lambda: [line for line in server.lines if "refused" in line], what="a refusal line")
-        assert static in refusal[0] and "sha256" in refusal[0] and f"still serving {first}" in refusal[0]
+        assert second in refusal[0] and "sha256" in refusal[0] and f"still serving {first}" in refusal[0]
         answer = server.client.post(PREDICT, json={"rows": records(rows.head(2))})
         assert answer.status_code == 200 and answer.json()["version"] == first
-        assert server.metric("gatewise_serve_refused_loads_total", version=static) == 1
+        assert server.metric("gatewise_serve_refused_loads_total", version=second) == 1
     finally:
         assert server.stop() == 0
 

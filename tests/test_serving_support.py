@@ -28,12 +28,34 @@ def gatewise(home: Path, *args: str, timeout: float = 600, cwd: Path | None = No
                           timeout=timeout, cwd=cwd)
 
 
+APPROVER = "ops"
+
+
 def run_pipeline(home: Path) -> dict:
-    """The real retrain flow once: a registry with a promoted parent and its compressed children."""
+    """The real retrain flow once: a registry with a promoted version and its gated siblings, and an
+    approver key ("ops") for the tests' own promotions.
+
+    Should the gates block every candidate (the model's quality is not what serving tests are
+    about), the parent is promoted on the approver's signed waiver, as an operator would.
+    """
     done = gatewise(home, "run", "--config", str(DEMO_CONFIG), "--json")
-    if done.returncode != 0:
+    if done.returncode not in (0, 3) or not done.stdout.strip():
         pytest.fail(f"gatewise run failed ({done.returncode}): {done.stderr[-2000:]}", pytrace=False)
-    return json.loads(done.stdout)
+    report = json.loads(done.stdout)
+    approver = gatewise(home, "keys", "init", "--approver", APPROVER)
+    assert approver.returncode == 0, approver.stderr
+    if not report["promoted"]:
+        parent = next(c for c in report["candidates"] if c["name"] == "parent")
+        promote(home, parent, "serving tests: promoted on a waiver")
+        report["promoted"] = parent["version"]
+    return report
+
+
+def promote(home: Path, candidate: dict, reason: str) -> None:
+    """`gatewise promote` with the approver's key, waiving whatever gate the candidate failed (recorded)."""
+    waive = [arg for gate, result in candidate["gates"].items() if not result["passed"] for arg in ("--waive", gate)]
+    done = gatewise(home, "promote", candidate["version"], "--approver", APPROVER, "--reason", reason, *waive)
+    assert done.returncode == 0, done.stderr
 
 
 def copy_home(source: Path, target: Path) -> Path:
