@@ -49,6 +49,11 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         raise UsageError("nothing to monitor: pass --current FILE or --from-serving")
     if args.config is not None and not Path(args.config).exists():
         raise UsageError(f"config file not found: {args.config}")
+    # The flow takes an explicit file (none: the defaults), as a deployment runs it on a worker in
+    # another folder; here, as for `gatewise run`, ./gatewise.toml counts when --config is absent.
+    if args.config is None and Path("gatewise.toml").exists():
+        args.config = Path("gatewise.toml")
+    args.config = Path(args.config).resolve() if args.config else None
     started = time.perf_counter()
     _preflight(args)  # bad input fails here in about a second, before Prefect starts, with nothing recorded
     preflight_s = time.perf_counter() - started

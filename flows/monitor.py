@@ -45,7 +45,13 @@ def monitor(
     from_serving: bool = False,
     model: str | None = None,
 ) -> dict[str, Any]:
-    """Judge one batch of production inputs; sign the verdict; retrain when it drifted."""
+    """Judge one batch of production inputs; sign the verdict; retrain when it drifted.
+
+    ``home`` is the gatewise home (absolute for a deployment: a worker's folder is not the
+    operator's); ``config`` a gatewise.toml read at run time (none: the defaults); ``current`` a
+    file of raw feature columns, or ``from_serving`` for what `gatewise serve` sampled; ``model``
+    the model to watch (default: [data] model_name, else the registry's only model).
+    """
     return run_pass(steps.request_from(home, config, current, from_serving, model)).to_document()
 
 

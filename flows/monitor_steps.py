@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gatewise.config import Settings, parse_settings
+from gatewise.config import Settings, load_settings, parse_settings
 from gatewise.data import fingerprint, read_table
 from gatewise.errors import RegistryError, UsageError
 from gatewise.types import Dataset, sha256_file
@@ -111,12 +111,11 @@ class MonitorOutcome:
 
 
 def request_from(home: str, config: str | None, current: str | None, from_serving: bool, model: str | None) -> MonitorRequest:
-    """The flow's JSON parameters as a request; the same checks as the CLI's flags."""
-    from gatewise.config import load_settings
-
+    """The flow's JSON parameters as a request; the same checks as the CLI's flags. No ``config``
+    means the defaults, not whatever gatewise.toml lies in a worker's folder (as flows/scheduled.py)."""
     if current and from_serving:
         raise UsageError("pass either --current FILE or --from-serving, not both")
-    settings = load_settings(Path(config) if config else None)
+    settings = load_settings(Path(config)) if config else Settings()
     return MonitorRequest(settings, Path(home), model, Path(current) if current else None, bool(from_serving))
 
 
