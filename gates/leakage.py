@@ -279,7 +279,9 @@ def pre_split_duplication(train: pd.DataFrame, test: pd.DataFrame, schema: Schem
     }
 
 
-def membership_advantage(train: pd.DataFrame, test: pd.DataFrame, schema: Schema, predict: Any) -> dict[str, Any]:
+def membership_advantage(
+    train: pd.DataFrame, test: pd.DataFrame, schema: Schema, predict: Any, test_scores: Any = None
+) -> dict[str, Any]:
     """Loss-threshold membership inference (Yeom et al.): how well a row's loss tells training rows
     from held-out rows. Advantage = max over thresholds of TPR - FPR, members = a seeded sample of
     training rows as large as the test split. 0: the model treats both alike; 1: it gives its
@@ -291,12 +293,14 @@ def membership_advantage(train: pd.DataFrame, test: pd.DataFrame, schema: Schema
     members = train.sample(n=size, random_state=ATTACK_SEED) if len(train) > size else train
     held_out = test.sample(n=size, random_state=ATTACK_SEED) if len(test) > size else test
 
-    def loss(frame: pd.DataFrame) -> np.ndarray:
-        p = np.clip(np.asarray(predict(frame), dtype="float64"), 1e-6, 1 - 1e-6)
+    def loss(frame: pd.DataFrame, scores: Any = None) -> np.ndarray:
+        p = np.clip(np.asarray(predict(frame) if scores is None else scores, dtype="float64"), 1e-6, 1 - 1e-6)
         y = label_vector(frame, schema)
         return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
-    losses = np.concatenate([loss(members), loss(held_out)])
+    # The whole test split held out: its scores are already known.
+    known = test_scores if held_out is test and test_scores is not None else None
+    losses = np.concatenate([loss(members), loss(held_out, known)])
     truth = np.r_[np.ones(len(members)), np.zeros(len(held_out))]
     fpr, tpr, _ = roc_curve(truth, -losses)
     return {
@@ -424,14 +428,16 @@ def leakage(inputs: GateInputs) -> GateResult:
             + (f"; strong but not a proxy: {', '.join(strong)}" if strong else "")
         )
 
-    membership = membership_advantage(inputs.train, inputs.test, schema, inputs.predict_proba)
+    membership = membership_advantage(inputs.train, inputs.test, schema, inputs.predict_proba, inputs.scores)
     advantage = membership["advantage"]
     advantage_ok = advantage <= policy.max_membership_advantage
     if not advantage_ok:
         failed.append("max_membership_advantage")
     text = f"membership advantage {advantage:.3f} {'<=' if advantage_ok else '>'} {policy.max_membership_advantage:.3f}"
     if inputs.parent_predict_proba is not None:
-        parent_membership = membership_advantage(inputs.train, inputs.test, schema, inputs.parent_predict_proba)
+        parent_membership = membership_advantage(
+            inputs.train, inputs.test, schema, inputs.parent_predict_proba, inputs.parent_scores
+        )
         increase = advantage - parent_membership["advantage"]
         membership["parent_advantage"] = parent_membership["advantage"]
         membership["increase_vs_parent"] = increase

@@ -28,10 +28,8 @@ def resplit(frame: pd.DataFrame, schema: Schema = ARRESTS_SCHEMA, kind: str = "r
     """Inputs for a crafted table, split as the flow splits it; with ``model``, a stand-in fitted on it."""
     split = split_dataset(Dataset("crafted", frame, schema, "unused"), seed=42, test_fraction=0.3, kind=kind)
     changes = {"schema": schema, "train": split.train, "test": split.test, "current": split.test}
-    if model:
-        changes["predict_proba"] = fit_logreg(split.train, schema).predict_proba
-    else:
-        changes["scores"] = np.full(len(split.test), 0.5)
+    # The crafted table's own model, or the stand-in (which reads the arrests features only).
+    changes["predict_proba"] = fit_logreg(split.train, schema).predict_proba if model else arrests_model().predict_proba
     return arrests_inputs(**changes)
 
 
