@@ -93,3 +93,18 @@ def test_current_inputs_are_checked(arrests, tmp_path, home):
     (folder / "b.parquet").unlink()
     batch = steps.read_current(steps.MonitorRequest(Settings(), home, from_serving=True), "arrests", dataset)
     assert len(batch.frame) == 10 and batch.files == (Path(folder / "a.parquet"),)
+
+
+def test_the_flow_is_deployable_with_plain_json_parameters():
+    """`gatewise schedule --monitor` deploys gatewise.flows.monitor:monitor as it is."""
+    from prefect.utilities.callables import parameter_schema
+
+    from gatewise.flows.monitor import monitor
+
+    assert monitor.name == "monitor"
+    schema = parameter_schema(monitor.fn).model_dump()
+    assert list(schema["properties"]) == ["home", "config", "current", "from_serving", "model"]
+    assert schema["required"] == ["home"]
+    kinds = {name: spec.get("type") or [t.get("type") for t in spec.get("anyOf", [])] for name, spec in schema["properties"].items()}
+    assert kinds == {"home": "string", "config": ["string", "null"], "current": ["string", "null"],
+                     "from_serving": "boolean", "model": ["string", "null"]}
