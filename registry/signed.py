@@ -185,13 +185,26 @@ class SignedLedger:
             select(_L.seq, _L.ref).where(_L.predicate_type.in_(MOVES), _L.seq.is_not(None)).order_by(_L.seq.desc())
         )
         prefix = f"{model}:v"
+        found = None
         for seq, ref in rows:
             if not isinstance(ref, str) or not ref.startswith(prefix):
                 continue
             entry = self.entries([int(seq)]).get(int(seq))
             if entry is not None and entry.predicate.get("model") == model:
+                found = entry
+                break
+        # A second opinion, for a newest move whose ``ref`` or ``predicate_type`` column was edited
+        # to hide it from the search above: the alias row's seq, used only if its entry is a signed
+        # move of this model newer than the one found (an edited row alone changes nothing).
+        from gatewise.registry.schema import ModelRow
+
+        models = ModelRow.__table__.c
+        hints = self.conn.execute(select(models.production_seq).where(models.name == model, models.production_seq.is_not(None)))
+        newer = sorted({h for (h,) in hints if isinstance(h, int) and h > (found.seq if found else 0)}, reverse=True)
+        for seq, entry in sorted(self.entries(newer).items(), reverse=True) if newer else ():
+            if entry.predicate_type in MOVES and entry.predicate.get("model") == model:
                 return entry
-        return None
+        return found
 
     def moves(self, model: str) -> list[Signed]:
         """Every signed promotion and rollback of ``model``, in ledger order."""

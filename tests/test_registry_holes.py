@@ -303,3 +303,13 @@ def test_loose_tables_on_each_backend(backend, tmp_path):  # noqa: F811 - backen
         assert any(needle in p for p in problems), (needle, problems)
     assert registry.champion("arrests").version == v["child"]
     assert [i.version for i in registry.versions("arrests")] == [v["parent"], v["child"], v["errored"]]
+
+
+def test_a_hidden_newest_promotion_still_decides(filled, capsys, tmp_path):
+    backend, registry, v = filled
+    registry.record_gate_results(v["parent"], verdicts(), EVIDENCE)  # v1 passes everything now
+    registry.promote(v["parent"])
+    [(seq,)] = backend.sql("SELECT max(seq) FROM ledger")
+    backend.sql("UPDATE ledger SET ref = 'elsewhere:v1' WHERE seq = ?", seq)  # hide it from the search by ref
+    assert registry.champion("arrests").version == v["parent"]  # the alias row's seq points at the signed entry
+    _verify_fails(capsys, f"entry {seq} (promotion arrests:v1): ledger column ref is 'elsewhere:v1'")
