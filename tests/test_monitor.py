@@ -206,9 +206,18 @@ def test_bad_input_is_one_line_exit_2_and_records_nothing(gatewise, workspace, a
 
 
 def test_no_registry_or_no_live_version_is_exit_2(tmp_path, monkeypatch, capsys, workspace):
+    from gatewise.registry import Registry
+
     monkeypatch.setenv("GATEWISE_HOME", str(tmp_path / "empty"))
+    monkeypatch.delenv("GATEWISE_REGISTRY_URL", raising=False)
     assert main(["monitor", "--current", str(workspace / "clean.csv")]) == 2
     assert "no registry" in capsys.readouterr().err
+    assert not (tmp_path / "empty").exists()  # nothing created
+    # A model whose runs promoted nothing (here: a run entry alone) has nothing live to monitor.
+    with Registry.open(tmp_path / "empty") as registry:
+        registry.record_run("r1", "arrests", {}, "0" * 64, {}, [])
+    assert main(["monitor", "--current", str(workspace / "clean.csv")]) == 2
+    assert "model arrests has no production version to monitor" in capsys.readouterr().err
 
 
 def test_unreachable_prefect_server_is_one_line_before_anything_is_recorded(gatewise, workspace, monkeypatch):
