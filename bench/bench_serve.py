@@ -251,6 +251,8 @@ def promotion_to_answer(home: Path, report: dict, rows: list[dict], repeats: int
     threads = [threading.Thread(target=ask, daemon=True), threading.Thread(target=watch, daemon=True)]
     for thread in threads:
         thread.start()
+    while not heads or not answers:  # the watcher has the current head and the server answers
+        time.sleep(0.01)
     results = []
     try:
         for _ in range(repeats):
@@ -258,7 +260,7 @@ def promotion_to_answer(home: Path, report: dict, rows: list[dict], repeats: int
                 (("promote", other, "--approver", "bench", "--reason", "bench: promotion to answer", *waive), other),
                 (("rollback", MODEL, "--reason", "bench: rollback to answer"), live),
             ):
-                started = time.monotonic()
+                started, before = time.monotonic(), heads[-1][1]
                 done = gatewise(copy, *command)
                 if done.returncode != 0:
                     sys.exit(f"gatewise {command[0]} failed: {done.stderr[-500:]}")
@@ -268,7 +270,7 @@ def promotion_to_answer(home: Path, report: dict, rows: list[dict], repeats: int
                         sys.exit(f"no answer from {target} within 30 s of `gatewise {command[0]}`")
                     time.sleep(0.01)
                 first = next(t for t, v in answers if v == target and t >= started)
-                committed = next(t for t, _ in heads if t >= started)
+                committed = next(t for t, head in heads if t >= started and head != before)
                 results.append((command[0], first - committed, first - started))
     finally:
         stop.set()
