@@ -155,6 +155,30 @@ def test_from_serving_reads_every_sampled_file(gatewise, workspace):
     assert doc["drifted"] is False and doc["retrain"] is None
 
 
+def test_monitor_reads_what_gatewise_serve_sampled(gatewise, workspace, tmp_path):
+    """The loop as an operator runs it: `gatewise serve` with [serve] log_inputs answers requests,
+    then `gatewise monitor --from-serving` judges the rows it logged."""
+    import pandas as pd
+    from test_serving_support import Server, serve_config
+
+    rows = pd.read_csv(workspace / "clean.csv").drop(columns=["released"])
+    folder = workspace / "home" / "serving" / "inputs" / "arrests"
+    server = Server(workspace / "home", serve_config(tmp_path / "serve.toml", log_inputs=True), "--model", "arrests")
+    try:
+        server.wait_for(server.ready_version, what="/readyz")
+        for start in range(0, len(rows), 250):
+            body = {"rows": json.loads(rows.iloc[start:start + 250].to_json(orient="records"))}
+            assert server.client.post("/v1/models/arrests/predict", json=body).status_code == 200
+    finally:
+        assert server.stop() == 0  # a graceful stop writes what is buffered
+    try:
+        doc = _monitor(gatewise, workspace, "--from-serving")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert doc["report"]["current"]["source"] == "serving" and doc["report"]["current"]["rows"] == len(rows)
+    assert doc["drifted"] is False and doc["retrain"] is None
+
+
 def test_signed_monitoring_entries_verify(gatewise, workspace):
     from gatewise.registry.operations import monitoring_entries
 
