@@ -199,13 +199,15 @@ def read_current(request: MonitorRequest, model: str, dataset: Dataset | None) -
 
     if request.from_serving:
         folder = serving_folder(request.home, model)
-        files = tuple(sorted(folder.rglob("*.parquet"))) if folder.is_dir() else ()
-        if not files:
+        listed = sorted(folder.rglob("*.parquet")) if folder.is_dir() else []
+        # The server deletes its oldest files as it writes new ones: one gone since the listing is skipped.
+        read = [(path, read_table(path)) for path in listed if path.exists()]
+        if not read:
             raise UsageError(
                 f"no served inputs for model {model} in {folder}: run `gatewise serve` with [serve] log_inputs = true first"
             )
-        frames = [_checked(read_table(path), path, dataset) for path in files]
-        frame = pd.concat(frames, ignore_index=True)
+        files = tuple(path for path, _ in read)
+        frame = pd.concat([_checked(table, path, dataset) for path, table in read], ignore_index=True)
         source = "serving"
     elif request.current_path is not None:
         files = (Path(request.current_path),)
