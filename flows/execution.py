@@ -11,6 +11,22 @@ from typing import Any
 from gatewise.config import Settings
 from gatewise.errors import UsageError
 
+# Prefect reads these when it is first imported; a user's own values win.
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "PREFECT_LOGGING_LEVEL": "ERROR",
+}
+
+
+def apply_prefect_defaults() -> None:
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+# This module is imported before anything here loads Prefect (prefect-dask and the settings load it too).
+apply_prefect_defaults()
+
 START_SERVER_HINT = "start one with `prefect server start` and `export PREFECT_API_URL=http://127.0.0.1:4200/api`"
 DASK_INSTALL_HINT = "pip install 'gatewise[dask]'"
 HEALTH_TIMEOUT_S = 5.0
