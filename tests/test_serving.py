@@ -268,6 +268,44 @@ def test_a_promotion_with_swapped_bytes_keeps_the_last_good_model(pipeline, rows
         assert server.stop() == 0
 
 
+def test_only_signed_entries_decide_what_is_served(pipeline, rows, tmp_path):
+    """An alias row edited behind the registry's back, or a promotion entry signed by a stranger's
+    key, changes nothing: the server keeps answering with the signed live version."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from gatewise.registry import Registry
+    from gatewise.registry import statements as st
+    from test_registry_support import Backend, forge_entry
+
+    home, report = pipeline
+    copy = copy_home(home, tmp_path / "home")
+    first, other = report["promoted"], another_version(report, "int8_static")
+    server = Server(copy, serve_config(tmp_path / "gatewise.toml", poll_s=0.2))
+    backend = Backend(copy, None)
+    try:
+        assert server.wait_for(server.ready_version, what="/readyz") == first
+        assert backend.sql("UPDATE models SET production_version = ? WHERE name = ?", other["version"], MODEL) == []
+        # A signed write that moves the head, so that the server reads the live version again.
+        assert gatewise(copy, "keys", "init", "--approver", "auditor").returncode == 0
+        time.sleep(1.0)  # several polls
+        assert server.ready_version() == first
+        assert not [line for line in server.lines if "cannot read the registry" in line or "refused" in line]
+        with Registry.open(copy, create=False) as registry:
+            seq, digest = registry.head()
+        forge_entry(backend, seq + 1, digest, st.PROMOTION,
+                    {"version": other["version"], "model": MODEL, "alias": "production", "previous_version": first,
+                     "reason": "forged", "gate_results": []},
+                    Ed25519PrivateKey.generate(), subject=other["sha256"], ref=other["version"])
+        reported = server.wait_for(lambda: [line for line in server.lines if "cannot read the registry" in line],
+                                   what="the forged entry to be reported")
+        assert len(reported) == 1 and str(seq + 1) in reported[0], reported
+        answer = server.client.post(PREDICT, json={"rows": records(rows.head(1))})
+        assert answer.status_code == 200 and answer.json()["version"] == first
+        assert server.metric("gatewise_serve_swaps_total") == 1
+    finally:
+        backend.close()
+        assert server.stop() == 0
+
+
 def test_log_inputs_writes_the_raw_feature_columns_to_parquet(pipeline, rows, tmp_path):
     home, _ = pipeline
     copy = copy_home(home, tmp_path / "home")
