@@ -77,6 +77,19 @@ def test_unreachable_server_is_one_line(tmp_path):
     assert done.stderr.count("\n") == 1 and url in done.stderr and "prefect server start" in done.stderr
 
 
+def test_run_with_an_unreachable_configured_server_is_one_line(tmp_path):
+    """A configured server that does not answer stops `gatewise run` before it starts: no silent
+    fall-back to a temporary server, nothing recorded."""
+    from test_schedule_support import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/api"
+    home = tmp_path / "home"
+    done = gatewise(home, url, "run", "--config", str(DEMO_CONFIG), timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1 and url in done.stderr and "unset PREFECT_API_URL" in done.stderr
+    assert not (home / "registry.db").exists()
+
+
 def test_bad_schedule_options_are_one_line(tmp_path, prefect_server):
     home = tmp_path / "home"
     cases = [
