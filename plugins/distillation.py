@@ -40,17 +40,18 @@ class Distill:
         import torch
 
         from gatewise.plugins.mlp_module import TabularMLP, fit_to_teacher, module_from_onnx, teacher_logits
-        from gatewise.plugins.student_export import export_student, layer_widths
+        from gatewise.plugins.student_export import TORCH_LOCK, export_student, layer_widths
 
-        teacher, spec = module_from_onnx(Path(parent))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(settings.seed)
-            student = TabularMLP(teacher.mean.double(), teacher.std.double(),
-                                 tuple(len(v) for _, v in spec.categorical), settings.hidden)
-        detail = {"compressor": self.name, "hidden_teacher": layer_widths(teacher), "hidden_student": list(settings.hidden)}
-        detail["training"] = fit_to_teacher(student, calibration, teacher_logits(teacher, calibration),
-                                            settings.epochs, settings.lr, settings.batch_size, settings.seed)
-        export_student(student, spec, calibration, Path(parent), Path(output), detail)
+        with TORCH_LOCK:  # torch is not thread-safe across fine-tune and export (student_export)
+            teacher, spec = module_from_onnx(Path(parent))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(settings.seed)
+                student = TabularMLP(teacher.mean.double(), teacher.std.double(),
+                                     tuple(len(v) for _, v in spec.categorical), settings.hidden)
+            detail = {"compressor": self.name, "hidden_teacher": layer_widths(teacher), "hidden_student": list(settings.hidden)}
+            detail["training"] = fit_to_teacher(student, calibration, teacher_logits(teacher, calibration),
+                                                settings.epochs, settings.lr, settings.batch_size, settings.seed)
+            export_student(student, spec, calibration, Path(parent), Path(output), detail)
 
 
 @hookimpl

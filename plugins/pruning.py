@@ -38,17 +38,18 @@ class PruneUnits:
     def compress(self, parent: Path, output: Path, calibration: np.ndarray, params: dict[str, Any]) -> None:
         settings = parse_params(PruneParams, params, f"compressor '{self.name}'")
         from gatewise.plugins.mlp_module import fit_to_teacher, module_from_onnx, prune_hidden_units, teacher_logits
-        from gatewise.plugins.student_export import export_student, layer_widths
+        from gatewise.plugins.student_export import TORCH_LOCK, export_student, layer_widths
 
-        teacher, spec = module_from_onnx(Path(parent))
-        cardinalities = tuple(len(v) for _, v in spec.categorical)
-        student = prune_hidden_units(teacher, cardinalities, calibration, settings.keep)
-        detail = {"compressor": self.name, "keep": settings.keep,
-                  "hidden_before": layer_widths(teacher), "hidden_after": layer_widths(student)}
-        if settings.epochs:
-            detail["fine_tune"] = fit_to_teacher(student, calibration, teacher_logits(teacher, calibration),
-                                                 settings.epochs, settings.lr, settings.batch_size, settings.seed)
-        export_student(student, spec, calibration, Path(parent), Path(output), detail)
+        with TORCH_LOCK:  # torch is not thread-safe across fine-tune and export (student_export)
+            teacher, spec = module_from_onnx(Path(parent))
+            cardinalities = tuple(len(v) for _, v in spec.categorical)
+            student = prune_hidden_units(teacher, cardinalities, calibration, settings.keep)
+            detail = {"compressor": self.name, "keep": settings.keep,
+                      "hidden_before": layer_widths(teacher), "hidden_after": layer_widths(student)}
+            if settings.epochs:
+                detail["fine_tune"] = fit_to_teacher(student, calibration, teacher_logits(teacher, calibration),
+                                                     settings.epochs, settings.lr, settings.batch_size, settings.seed)
+            export_student(student, spec, calibration, Path(parent), Path(output), detail)
 
 
 @hookimpl

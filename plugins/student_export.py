@@ -3,10 +3,18 @@ student to ONNX like a parent, carry the parent's lineage, and record the step."
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 from gatewise.lineage import TRAINING_KEY, append_compression_record, read_metadata, write_metadata
+
+
+# The flow runs compressors in parallel threads, and torch is not safe there: torch.export keeps a
+# process-wide annotation dict that torch's own optimizer calls (zero_grad) also edit, so a
+# fine-tune in one thread broke an export in another (KeyError: 'custom'). The retraining
+# compressors hold this lock for all their torch work; ONNX Runtime's quantizers still run alongside.
+TORCH_LOCK = threading.RLock()
 
 
 def layer_widths(module: Any) -> list[int]:
@@ -20,7 +28,8 @@ def export_student(student: Any, spec: Any, calibration: Any, parent: Path, outp
     from gatewise.hookspecs import TrainedModel
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    export_onnx(TrainedModel(module=student, spec=spec), calibration[:256], output)
+    with TORCH_LOCK:
+        export_onnx(TrainedModel(module=student, spec=spec), calibration[:256], output)
     training = read_metadata(parent, TRAINING_KEY)
     if training is not None:  # the teacher's recipe stays part of the student's lineage
         write_metadata(output, TRAINING_KEY, training)
