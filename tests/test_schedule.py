@@ -198,11 +198,12 @@ def test_work_pool_schedule_runs_the_pipeline_and_registers_a_version(tmp_path, 
 
     registry = Registry.open(home, None, create=False)
     try:
-        champion = registry.champion("arrests")
-        assert champion is not None, "the scheduled run promoted nothing"
-        entry = signed_run_entry(home, champion.run_id)
+        versions = registry.versions("arrests")
     finally:
         registry.close()
+    assert versions, "the scheduled run registered no version"
+    assert all(v.run_id == versions[0].run_id for v in versions)  # one run: the scheduled one
+    entry = signed_run_entry(home, versions[0].run_id)
     assert entry["trigger"] == {"kind": "schedule", "deployment": name, "flow_run_id": str(run.id)}
 
     listing = gatewise(home, prefect_server, "schedule", "ls", "--json")
