@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 from gatewise.config import Settings, load_settings, parse_settings
 from gatewise.data import fingerprint, read_table
 from gatewise.errors import RegistryError, UsageError
-from gatewise.types import Dataset, sha256_file
+from gatewise.types import Dataset
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from gatewise.policy import DriftPolicy
     from gatewise.registry import Registry, VersionInfo
-    from gatewise.scoring import OnnxScorer
 
 log = logging.getLogger(__name__)
 
@@ -236,20 +235,27 @@ def _checked(frame: pd.DataFrame, path: Path, dataset: Dataset | None) -> pd.Dat
 # -- scoring and judging ---------------------------------------------------------------------------
 
 
-def verified_scorer(registry: Registry, info: VersionInfo) -> OnnxScorer:
-    """An ONNX Runtime session on the live version's bytes, after their sha256 matches the signed one."""
-    from gatewise.scoring import OnnxScorer
+@dataclass(frozen=True, eq=False)
+class LiveModel:
+    """The live version in ONNX Runtime, built from the very bytes whose sha256 matched its signed entry."""
 
-    path = registry.artifact_path(info.version)
-    if not path.exists():
-        raise RegistryError(f"the artifact of {info.version} is missing ({path.name}); run `gatewise registry verify`")
-    actual = sha256_file(path)
-    if actual != info.sha256:
-        raise RegistryError(
-            f"the artifact of {info.version} has sha256 {actual[:16]}, its signed entry names {info.sha256[:16]}: "
-            "refusing to score it; run `gatewise registry verify`"
-        )
-    return OnnxScorer(path)
+    served: Any  # gatewise.serving_model.ServedModel
+
+    def predict_proba(self, frame: pd.DataFrame) -> Any:
+        """P(positive) per row of a raw table, as the server answers it."""
+        return self.served.score(self.served.spec.encode(frame))
+
+
+def verified_scorer(registry: Registry, info: VersionInfo) -> LiveModel:
+    """The live version loaded the way `gatewise serve` loads it: its artifact read once, hashed,
+    compared with the signed sha256, and the session built from those same bytes."""
+    from gatewise.serving_model import RefusedLoad, load_verified
+
+    try:
+        served = load_verified(info.model, info.version, info.sha256, registry.artifact_path(info.version))
+    except RefusedLoad as exc:
+        raise RegistryError(f"refusing to score the live version: {exc}; run `gatewise registry verify`") from None
+    return LiveModel(served)
 
 
 def monitor_policy(settings: Settings) -> DriftPolicy:
@@ -267,7 +273,7 @@ _CHECKS = {
 }
 
 
-def assess(reference: Reference, batch: CurrentBatch, scorer: OnnxScorer, policy: DriftPolicy) -> Assessment:
+def assess(reference: Reference, batch: CurrentBatch, scorer: LiveModel, policy: DriftPolicy) -> Assessment:
     """The drift gate's own function on the live model (reference = its training rows, current =
     the batch) under ``policy``: the batch drifted exactly when the gate would fail it."""
     from gatewise.gates.drift import drift

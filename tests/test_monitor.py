@@ -269,7 +269,7 @@ def test_swapped_artifact_bytes_are_refused(workspace, tmp_path):
         data = bytearray(path.read_bytes())
         data[-1] ^= 0xFF
         path.write_bytes(bytes(data))
-        with pytest.raises(RegistryError, match="refusing to score it"):
+        with pytest.raises(RegistryError, match="refusing to score the live version: .*sha256"):
             steps.verified_scorer(registry, info)
 
 
