@@ -1,0 +1,145 @@
+"""The deeper gates through the real `gatewise run`: crafted arrests tables that must fail and pass.
+
+Each case is a real run (Prefect flow, MLP trainer, ONNX Runtime, SQLite registry) on a crafted
+CSV, kept short: no compressors (the parent-vs-child checks run through the real gate
+functions in tests/test_gates_*.py and in tests/test_e2e_cli.py's real compressed children).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+# Short runs: the demo's relaxed fairness limits, the parent as the only candidate.
+CONFIG = """
+[compress]
+compressors = []
+
+[gates.fairness]
+max_demographic_parity_difference = 0.45
+max_equalized_odds_difference = 0.45
+"""
+
+
+@cache
+def arrests() -> pd.DataFrame:
+    from sklego.datasets import load_arrests
+
+    return load_arrests(as_frame=True)
+
+
+def gatewise(tmp: Path, *args: str) -> tuple[int, dict, str]:
+    config = tmp / "gatewise.toml"
+    config.write_text(CONFIG)
+    env = {**os.environ, "GATEWISE_HOME": str(tmp / "home")}
+    env.pop("GATEWISE_REGISTRY_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "gatewise.cli", "run", "--config", str(config), "--json", *args],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    document = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
+    return done.returncode, document, done.stderr
+
+
+def gates(document: dict) -> dict:
+    return document["candidates"][0]["gates"]
+
+
+def write(frame: pd.DataFrame, path: Path) -> Path:
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_an_id_that_orders_the_label_and_a_random_split_of_dated_rows_are_blocked(tmp_path):
+    ordered = arrests().sort_values("released", kind="stable").reset_index(drop=True)
+    ordered.insert(0, "arrest_id", range(len(ordered)))  # ids handed out after sorting by outcome
+    data = write(ordered, tmp_path / "ordered.csv")
+    code, document, stderr = gatewise(
+        tmp_path, "--data", str(data), "--label", "released", "--positive", "Yes",
+        "--sensitive", "colour,sex", "--id", "arrest_id", "--time", "year",
+    )
+    assert code == 3, stderr[-2000:]
+    leakage = gates(document)["leakage"]
+    assert not leakage["passed"]
+    assert {"max_id_auc", "max_test_before_train_share"} <= set(leakage["details"]["failed_checks"])
+    assert "use --split time" in leakage["summary"]
+    # Declared columns are not features: the model never read them.
+    assert "arrest_id" not in leakage["details"]["single_feature_auc"] and "year" not in leakage["details"]["single_feature_auc"]
+
+
+def test_shuffled_ids_an_out_of_time_split_and_trivial_drift_pass_leakage_and_drift(tmp_path):
+    frame = arrests().copy()
+    frame.insert(0, "arrest_id", np.random.default_rng(0).permutation(len(frame)))
+    data = write(frame, tmp_path / "shuffled.csv")
+    trivial = frame.assign(age=frame["age"] + 0.25 * frame["age"].std())
+    current = write(trivial, tmp_path / "current.csv")
+    code, document, stderr = gatewise(
+        tmp_path, "--data", str(data), "--label", "released", "--positive", "Yes", "--sensitive", "colour,sex",
+        "--id", "arrest_id", "--time", "year", "--split", "time", "--current", str(current),
+    )
+    # The latest years are a harder, less fair test set (the intersection's equalized odds rose
+    # past the demo's 0.45 here): the run may be blocked by fairness, not by these two gates.
+    assert code in (0, 3), stderr[-2000:]
+    results = gates(document)
+    assert results["leakage"]["passed"], results["leakage"]["summary"]
+    assert results["leakage"]["details"]["declared_columns"]["time"]["test_before_train_share"] == 0.0
+    assert results["leakage"]["details"]["declared_columns"]["id"]["auc"] < 0.6
+    assert results["drift"]["passed"], results["drift"]["summary"]
+    assert results["drift"]["details"]["drifted_columns"] == ["age"]  # reported, and passed
+
+
+def test_a_strong_shift_in_the_features_the_model_relies_on_is_blocked(tmp_path):
+    current = arrests().copy()
+    current["checks"] = current["checks"] + 1.2 * current["checks"].std()
+    flip = np.random.default_rng(0).random(len(current)) < 0.4
+    current.loc[flip, "employed"] = current.loc[flip, "employed"].map({"Yes": "No", "No": "Yes"})
+    code, document, stderr = gatewise(tmp_path, "--current", str(write(current, tmp_path / "shifted.csv")))
+    assert code == 3, stderr[-2000:]
+    drift = gates(document)["drift"]
+    assert not drift["passed"]
+    assert "max_weighted_drift" in drift["details"]["failed_checks"]
+    assert drift["details"]["drifted_share"] < 0.3  # the old share-of-columns rule would have passed
+
+
+def test_copies_made_before_the_split_and_a_noisy_label_copy_are_blocked(tmp_path):
+    frame = arrests().copy()
+    frame["signal"] = (frame["released"] == "Yes") + np.random.default_rng(0).normal(0, 0.37, len(frame))
+    copied = pd.concat([frame, frame.sample(frac=1 / 3, random_state=1)], ignore_index=True)
+    data = write(copied, tmp_path / "copied.csv")
+    code, document, stderr = gatewise(
+        tmp_path, "--data", str(data), "--label", "released", "--positive", "Yes", "--sensitive", "colour,sex",
+    )
+    assert code == 3, stderr[-2000:]
+    leakage = gates(document)["leakage"]
+    assert {"max_duplication_excess", "label_proxy"} <= set(leakage["details"]["failed_checks"])
+    assert leakage["details"]["leaking_features"] == ["signal"]
+
+
+def test_natural_duplicates_and_a_legitimately_strong_feature_pass_leakage(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    frame = arrests().copy()
+    rng = np.random.default_rng(1)
+    encoded = pd.get_dummies(frame[["year", "age", "checks", "colour", "sex", "employed", "citizen"]], dtype=float)
+    logit = LogisticRegression(max_iter=1000, class_weight="balanced").fit(encoded, frame["released"] == "Yes").decision_function(encoded)
+    frame["strength"] = rng.normal(0, 1, len(frame))
+    frame["released"] = np.where(4.5 * frame["strength"] + logit + rng.logistic(0, 1, len(frame)) > -4.0, "Yes", "No")
+    data = write(frame, tmp_path / "strong.csv")
+    code, document, stderr = gatewise(
+        tmp_path, "--data", str(data), "--label", "released", "--positive", "Yes", "--sensitive", "colour,sex",
+    )
+    assert code in (0, 3), stderr[-2000:]
+    leakage = gates(document)["leakage"]
+    assert leakage["passed"], leakage["summary"]
+    assert leakage["details"]["single_feature_auc"]["strength"] > 0.93
+    assert leakage["details"]["label_proxies"]["strength"]["proxy"] is False
