@@ -24,6 +24,7 @@ CLI_MODULES: tuple[str, ...] = (
     "gatewise.cli_serve",
     "gatewise.cli_schedule",
     "gatewise.cli_monitor",
+    "gatewise.cli_report",
 )
 
 
@@ -102,11 +103,35 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     outcome = run_retrain(request, dataset)
     outcome.timings["preflight"] = round(preflight_s, 3)
+    report = run_report(args, settings, outcome)
     if args.json:
-        print_json(outcome_document(outcome))
+        print_json({**outcome_document(outcome), "report": str(report) if report else None})
     else:
         print_outcome(outcome)
+        if report:
+            print(f"report: {report}")
     return ExitCode.OK if outcome.promoted else ExitCode.BLOCKED
+
+
+def run_report(args: argparse.Namespace, settings: Any, outcome: Any) -> Path | None:
+    """The run's HTML page (gatewise report RUN), written after the run; a page that cannot be
+    drawn is a warning, never a changed verdict: the signed entries are the record."""
+    if not outcome.candidates:
+        return None
+    from gatewise.cli_report import default_report_path
+    from gatewise.config import resolve_registry_url
+    from gatewise.registry import Registry
+    from gatewise.report import write_report
+
+    try:
+        registry = Registry.open(Path(args.home), resolve_registry_url(settings=settings), create=False)
+        try:
+            return write_report(registry, outcome.run_id, default_report_path(args.home, outcome.run_id))
+        finally:
+            registry.close()
+    except Exception as exc:  # noqa: BLE001 - the run is done and signed; the page is a convenience
+        print(f"gatewise: warning: no report page: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
 
 
 def outcome_document(outcome: Any) -> dict[str, Any]:
