@@ -214,16 +214,16 @@ def _coded(frame: pd.DataFrame, columns: list[str], schema: Schema) -> np.ndarra
 
 
 def _mutual_information(a: np.ndarray, b: np.ndarray) -> float:
+    """Mutual information of two coded columns, from the pairs that occur (never a dense table:
+    two columns of distinct floats would need rows x rows cells)."""
     import numpy as np
 
-    _, ai = np.unique(a, return_inverse=True)
-    _, bi = np.unique(b, return_inverse=True)
-    table = np.zeros((ai.max() + 1, bi.max() + 1))
-    np.add.at(table, (ai, bi), 1.0)
-    p = table / table.sum()
-    outer = p.sum(axis=1, keepdims=True) @ p.sum(axis=0, keepdims=True)
-    nonzero = p > 0
-    return float((p[nonzero] * np.log(p[nonzero] / outer[nonzero])).sum())
+    n = len(a)
+    _, a_index, a_counts = np.unique(a, return_inverse=True, return_counts=True)
+    _, b_index, b_counts = np.unique(b, return_inverse=True, return_counts=True)
+    _, first, joint = np.unique(a_index.astype("int64") * len(b_counts) + b_index, return_index=True, return_counts=True)
+    expected = a_counts[a_index[first]] * b_counts[b_index[first]] / n
+    return float((joint / n * np.log(joint / expected)).sum())
 
 
 def pre_split_duplication(train: pd.DataFrame, test: pd.DataFrame, schema: Schema) -> dict[str, Any]:
