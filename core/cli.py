@@ -25,6 +25,7 @@ CLI_MODULES: tuple[str, ...] = (
     "gatewise.cli_schedule",
     "gatewise.cli_monitor",
     "gatewise.cli_report",
+    "gatewise.cli_policy",
 )
 
 
@@ -169,6 +170,8 @@ def outcome_document(outcome: Any) -> dict[str, Any]:
         "promoted": outcome.promoted,
         "selection": outcome.selection.to_dict() if outcome.selection is not None else None,
         "hardware": outcome.hardware or None,
+        "policy": outcome.policy,
+        "looser_than_policy": [item.to_dict() for item in outcome.looser],
         "deployments": [d.to_dict() for d in outcome.deployments],
     }
 
@@ -230,6 +233,11 @@ def print_outcome(outcome: Any) -> None:
 
         for line in outcome_lines(outcome.deployments):
             print(line)
+    elif outcome.looser:
+        policy = outcome.policy
+        print(f"nothing promoted: this run's [gates] are looser than the signed policy (entry {policy['seq']}, set by {policy['approver']}):")
+        for item in outcome.looser:
+            print(f"  {item.describe()}")
     else:
         print("nothing promoted: every candidate failed a gate")
     t = outcome.timings
@@ -251,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gatewise: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # The reader (`| head`) went away: not an error of ours. Point stdout at /dev/null so
+        # that Python's own flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
     except Exception as exc:  # noqa: BLE001 - the last line of defence prints one line
         if os.environ.get("GATEWISE_DEBUG"):
             raise

@@ -251,6 +251,10 @@ def _history(args: argparse.Namespace) -> int:
         print(f"  signed by {who} key {(signer['keyid'] or '?')[:16]}; reason: {event['reason']}")
         if event["event"] == "rollback":
             print(f"  restores the promotion in entry {event['restores']['seq']}")
+        if event["event"] == "promotion":
+            policy = event.get("policy")
+            print(f"  gated by policy entry {policy['seq']} (set by approver {policy['approver']}: {policy['reason']})" if policy
+                  else "  gated by the built-in default thresholds (no signed policy)")
         if event["gate_results"]:
             rows = [
                 (

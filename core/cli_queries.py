@@ -152,3 +152,27 @@ def print_lineage(lineage: dict[str, Any]) -> None:
     width = max(len(name) for name, _ in lines)
     for name, value in lines:
         print(f"  {name:<{width}}  {value}")
+
+
+def print_story(shown: dict[str, Any]) -> None:
+    """The decisions block of `gatewise registry show`: in production from/until, each promotion,
+    rollback and waiver with its approver, reason and the gating policy it relied on."""
+    print()
+    if not shown["in_production"]:
+        print("in production: never")
+    for period in shown["in_production"]:
+        by = period["by"]
+        until = f"until {period['until']} ({period['ended_by']['event']} to {period['ended_by']['version']}, entry {period['ended_by']['seq']})" \
+            if period["until"] else "until now"
+        print(f"in production from {period['from']} ({by['event']}, entry {by['seq']}) {until}")
+    for d in shown["decisions"]:
+        who = f"approver {d['approver']}" if d["approver"] else "the pipeline"
+        print(f"\n{d['event']} at {d['time']} (entry {d['promotion']['seq']}) by {who}: {d['reason']}")
+        if d["event"] == "waiver":
+            print(f"  waives the failed {', '.join(d['gates'])}")
+        if d["event"] == "promotion":
+            if d["waivers"]:
+                print(f"  relies on waiver entr{'y' if len(d['waivers']) == 1 else 'ies'} {', '.join(map(str, d['waivers']))}")
+            policy = d["policy"]
+            print(f"  gated by policy entry {policy['seq']} (set by approver {policy['approver']}: {policy['reason']})" if policy
+                  else "  gated by the built-in default thresholds (no signed policy)")

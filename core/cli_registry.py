@@ -125,9 +125,9 @@ def _show(args: argparse.Namespace) -> int:
         print_table(("GATE", "VERDICT", "VALUE", "THRESHOLD", "ENTRY", "SUMMARY"), rows)
     else:
         print("no gate results")
-    for promotion in shown["promotions"]:
-        print(f"\npromoted to {promotion['alias']} at {promotion['created']} (entry {promotion['entry']['seq']}, "
-              f"previous {promotion['previous_version'] or '-'}): {promotion['reason']}")
+    from gatewise.cli_queries import print_story
+
+    print_story(shown)
     return 0
 
 

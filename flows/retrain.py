@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -17,14 +16,9 @@ from gatewise.flows import deploy, steps
 from gatewise.flows.steps import CandidateOutcome, RunOutcome, RunRequest
 from gatewise.types import Dataset
 
-# Prefect reads these when it is first imported; a user's own values win.
-_PREFECT_DEFAULTS = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
-    "PREFECT_LOGGING_LEVEL": "ERROR",
-}
-for _key, _value in _PREFECT_DEFAULTS.items():
-    os.environ.setdefault(_key, _value)
+from gatewise.flows.execution import apply_prefect_defaults
+
+apply_prefect_defaults()  # before Prefect is first imported
 
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
@@ -126,6 +120,9 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
             shutil.rmtree(workdir, ignore_errors=True)
 
         winner = next((o for o in registered if o.candidate.name == selection.winner), None)
+        policy, looser = steps.policy_check(registry, run_id)
+        if looser:  # registered and gated, but held to thresholds looser than the signed policy
+            winner = None
         if winner is not None:
             registry.promote(winner.version, reason=steps.promotion_reason(selection, winner))
         lap("register")
@@ -136,7 +133,7 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
         return RunOutcome(
             run_id, model, "promoted" if winner else "blocked", tuple(registered), data_gate,
             champion.version if champion else None, winner.version if winner else None, fingerprints,
-            settings.digest(), timings, deployments, selection, hardware(),
+            settings.digest(), timings, deployments, selection, hardware(), policy, tuple(looser),
         )
     finally:
         registry.close()

@@ -78,6 +78,8 @@ class RunOutcome:
     deployments: tuple[Any, ...] = ()  # gatewise.flows.deploy.DeploymentOutcome, one per [deploy] deployer
     selection: Any = None  # gatewise.selection.Selection: the objective, the winner, a verdict per candidate
     hardware: dict[str, Any] = field(default_factory=dict)  # what the benchmark ran on
+    policy: dict[str, Any] | None = None  # the active signed gating policy's entry {"seq", "digest", "approver"}; None: defaults
+    looser: tuple[Any, ...] = ()  # gatewise.registry.policy_entries.Loosening: why the winner was not promoted
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -395,3 +397,14 @@ def open_registry(settings: Settings, home: Path) -> Registry:
     from gatewise.registry import Registry
 
     return Registry.open(home, resolve_registry_url(settings=settings))
+
+
+def policy_check(registry: Registry, run_id: str) -> tuple[dict[str, Any] | None, list[Any]]:
+    """The active signed gating policy (seq, digest, approver; None: the built-in defaults) and each
+    threshold of this run's signed [gates] that is looser than it (then nothing may be promoted)."""
+    from gatewise.registry.policy_entries import run_loosenings
+    from gatewise.registry.signed import SignedLedger
+
+    with registry.reading() as conn:
+        policy, looser = run_loosenings(SignedLedger(conn), run_id)
+    return ({**policy.ref(), "approver": policy.approver} if policy else None), looser

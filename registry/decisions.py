@@ -19,6 +19,7 @@ from sqlalchemy import Connection, select
 from gatewise.errors import ExitCode, RegistryError, UsageError
 from gatewise.registry import statements as st
 from gatewise.registry.keyring import load_approver_key
+from gatewise.registry.policy_entries import run_loosenings
 from gatewise.registry.signed import PROMOTIONS, SignedLedger, gate_order
 from gatewise.registry.schema import LedgerEntry, ModelRow
 from gatewise.registry.statements import MANDATORY_GATES
@@ -51,6 +52,7 @@ class Decision:
     waived: tuple[str, ...] = ()
     waiver_seq: int | None = None
     waiver_digest: str | None = None
+    policy: dict[str, Any] | None = None  # the signed policy entry relied on: {"seq", "digest"}; None: built-in defaults
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +65,7 @@ class Decision:
             "approver": self.approver,
             "waived": list(self.waived),
             "waiver": {"seq": self.waiver_seq, "digest": self.waiver_digest} if self.waiver_seq else None,
+            "policy": self.policy,
         }
 
 
@@ -121,6 +124,14 @@ def promote(
             problems.append(f"no recorded result for {', '.join(missing)}" + (" (a waiver overrides a failed result, never a missing one)" if key else ""))
         if unwaived:
             problems.append(f"failed {', '.join(unwaived)}" + (" and not waived (--waive GATE)" if key else ""))
+        # The gates were held to the thresholds signed into the run's entry: none may be looser
+        # than the active signed policy (gatewise.registry.policy_entries), waiver or not.
+        policy, looser = run_loosenings(ledger, row.run_id)
+        if looser:
+            problems.append(
+                f"its run's [gates] are looser than the signed policy (entry {policy.seq}, set by {policy.approver}): "
+                + "; ".join(item.describe() for item in looser)
+            )
         if problems:
             raise PromotionBlocked(f"cannot promote {version}: {'; '.join(problems)}")
         current = ledger.live_version(row.model)
@@ -161,12 +172,13 @@ def promote(
                 "approver": approver_ref,
                 "gate_results": relied,
                 "waivers": [waiver_ref] if waiver_ref else [],
+                "policy": policy.ref() if policy else None,  # None: no policy was signed, the built-in defaults
             },
             key=key,
         )
     return Decision(
         "promotion", row.model, version, current, seq, digest, (key or writer.key).keyid, approver, tuple(gate_order(waive)),
-        waiver_ref["seq"] if waiver_ref else None, waiver_ref["digest"] if waiver_ref else None,
+        waiver_ref["seq"] if waiver_ref else None, waiver_ref["digest"] if waiver_ref else None, policy.ref() if policy else None,
     )
 
 

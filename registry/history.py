@@ -49,6 +49,7 @@ def model_history(registry: Any, model: str, limit: int = DEFAULT_LIMIT) -> dict
         cited_entries = ledger.entries(cited)
         cited += [g.get("seq") for e in cited_entries.values() if e.predicate_type in (st.PROMOTION, st.PROMOTION_V2) for g in _cites(e)]
         cited_entries.update(ledger.entries(s for s in cited if s not in cited_entries))
+        policies = cited_policies(ledger, decisions)
         keys = ledger.keyring.keys
 
     def signer(entry: Any) -> dict[str, Any]:
@@ -91,7 +92,8 @@ def model_history(registry: Any, model: str, limit: int = DEFAULT_LIMIT) -> dict
         event["approver"] = event["signer"]["name"] if event["signer"]["role"] == "approver" else None
         if kind == "promotion":
             waived = [g.get("waiver") for g in _cites(e) if g.get("waiver")]
-            event |= {"gate_results": gates(_cites(e)), "waivers": list({w["seq"]: w for w in waived}.values())}
+            event |= {"gate_results": gates(_cites(e)), "waivers": list({w["seq"]: w for w in waived}.values()),
+                      "policy": policies.get((p.get("policy") or {}).get("seq")) if p.get("policy") else None}
         elif kind == "waiver":
             event |= {"previous_version": None, "approver": (p.get("approver") or {}).get("name"), "gate_results": gates(_cites(e))}
         else:
@@ -107,6 +109,20 @@ def model_history(registry: Any, model: str, limit: int = DEFAULT_LIMIT) -> dict
 
 
 _KINDS = {st.PROMOTION: "promotion", st.PROMOTION_V2: "promotion", st.WAIVER: "waiver", st.ROLLBACK: "rollback"}
+
+
+def cited_policies(ledger: SignedLedger, moves: Iterable[Any]) -> dict[int, dict[str, Any]]:
+    """The signed policy entries these promotions cite, by seq: {seq, digest, approver, reason, time}.
+    A cited entry that is not a policy entry with that digest is a RegistryError (verify names it)."""
+    wanted = {(m.predicate.get("policy") or {}).get("seq"): (m.predicate.get("policy") or {}).get("digest") for m in moves
+              if isinstance(m.predicate.get("policy"), dict)}
+    found = {}
+    for seq, entry in ledger.entries(wanted).items():
+        if entry.predicate_type != st.POLICY or entry.digest != wanted[seq]:
+            raise RegistryError(f"a promotion cites entry {seq} as its gating policy, which it is not: run `gatewise registry verify`")
+        found[seq] = {"seq": seq, "digest": entry.digest, "approver": (entry.predicate.get("approver") or {}).get("name"),
+                      "reason": entry.predicate.get("reason"), "time": entry.time, "policy_digest": entry.predicate.get("policy_digest")}
+    return found
 
 
 def _cites(entry: Any) -> list[dict[str, Any]]:

@@ -44,9 +44,9 @@ PIPELINE, APPROVER = "pipeline", "approver"
 ROLES = (PIPELINE, APPROVER)
 ACTIVE, ROTATED, REVOKED = "active", "rotated", "revoked"
 
-# What signs what: a waiver needs an approver's key; a promotion or a rollback is signed by the
-# approver it names, or else by the pipeline; everything else is the pipeline's.
-APPROVER_SIGNED = (st.WAIVER,)
+# What signs what: a waiver or a gating policy needs an approver's key; a promotion or a rollback
+# is signed by the approver it names, or else by the pipeline; everything else is the pipeline's.
+APPROVER_SIGNED = (st.WAIVER, st.POLICY)
 
 
 
@@ -141,7 +141,7 @@ class Keyring:
         """Check one entry's signer (and apply a key entry); returns the problems, if any."""
         if predicate_type in st.KEY_TYPES:
             return self.take_key(seq, signer, facts)
-        approver = facts.approver if predicate_type in st.DECISION_TYPES else None
+        approver = facts.approver if predicate_type in st.NAMES_APPROVER else None
         problem = self.signer_problem(signer, predicate_type, approver)
         return [problem] if problem else []
 

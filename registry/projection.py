@@ -318,7 +318,20 @@ def _monitoring(p: dict[str, Any], common: dict[str, Any], enc: Any) -> Derived:
     return Derived(ref=_get(p, "model", str))
 
 
+def _policy(p: dict[str, Any], common: dict[str, Any], enc: Any) -> Derived:
+    # Ledger-only: the active policy is read from the signed entries (gatewise.registry.policy_entries).
+    _approver(p)
+    _get(p, "reason", str)
+    _get(p, "policy_digest", str)
+    gates = _get(p, "gates", dict)
+    for section, thresholds in gates.items():
+        if not isinstance(thresholds, dict):
+            raise ProjectionError(f"policy section '{section}' is not an object")
+    return Derived(ref="gate-policy")
+
+
 _BUILDERS = {
+    st.POLICY: _policy,
     st.DEPLOYMENT: _deployment,
     st.MONITORING: _monitoring,
     st.KEY: _key,

@@ -317,7 +317,59 @@ def show(registry: Registry, version: str) -> dict[str, Any]:
     """``Registry.show(version)`` with its ``lineage`` added: what `gatewise registry show` prints."""
     shown = registry.show(version)
     shown["lineage"] = lineage(registry, version).to_dict()
+    shown.update(story(registry, version, shown["model"]))
+    by_seq = {p["promotion"]["seq"]: p for p in shown["decisions"] if p["event"] == "promotion"}
+    for promotion in shown["promotions"]:
+        decided = by_seq.get(promotion["entry"]["seq"], {})
+        promotion.update(approver=decided.get("approver"), policy=decided.get("policy"), waivers=decided.get("waivers", []))
     return shown
+
+
+def story(registry: Registry, version: str, model: str) -> dict[str, Any]:
+    """The whole story of ``version`` from the signed moves of its model: each promotion, rollback
+    and waiver of it (approver, reason, the policy relied on) and when it was in production
+    (``in_production``: [{from, until, by, ended_by}], until None while it is live)."""
+    from gatewise.registry.history import cited_policies
+
+    with registry.reading() as conn:
+        ledger = SignedLedger(conn)
+        moves = ledger.moves(model)
+        waivers = [w for w in ledger.about(version, (st.WAIVER,)) if w.predicate.get("version") == version]
+        policies = cited_policies(ledger, moves)
+    periods: list[dict[str, Any]] = []
+    for move in moves:
+        live = periods and periods[-1]["until"] is None
+        if move.predicate.get("version") == version and not live:
+            periods.append({"from": move.time, "until": None, "by": _short_move(move), "ended_by": None})
+        elif move.predicate.get("version") != version and live:
+            periods[-1].update(until=move.time, ended_by=_short_move(move))
+    decisions = []
+    for move in moves:
+        p = move.predicate
+        if p.get("version") != version:
+            continue
+        kind = "rollback" if move.predicate_type == st.ROLLBACK else "promotion"
+        decisions.append({
+            "event": kind, "time": move.time, "promotion": {"seq": move.seq, "digest": move.digest},
+            "approver": (p.get("approver") or {}).get("name"), "reason": p.get("reason"),
+            "previous_version": p.get("previous_version"),
+            "policy": policies.get((p.get("policy") or {}).get("seq")) if p.get("policy") else None,
+            "waivers": [w.get("seq") for w in p.get("waivers") or [] if isinstance(w, dict)],
+        })
+    for w in waivers:
+        p = w.predicate
+        decisions.append({
+            "event": "waiver", "time": w.time, "promotion": {"seq": w.seq, "digest": w.digest},
+            "approver": (p.get("approver") or {}).get("name"), "reason": p.get("reason"),
+            "gates": [g.get("gate") for g in p.get("gates") or []],
+        })
+    decisions.sort(key=lambda d: d["promotion"]["seq"])
+    return {"decisions": decisions, "in_production": periods}
+
+
+def _short_move(move: Any) -> dict[str, Any]:
+    kind = "rollback" if move.predicate_type == st.ROLLBACK else "promotion"
+    return {"event": kind, "seq": move.seq, "version": move.predicate.get("version")}
 
 
 def promotions_of(registry: Registry, model: str, limit: int | None = DEFAULT_LIMIT) -> list[dict[str, Any]]:

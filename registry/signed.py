@@ -106,7 +106,7 @@ class SignedLedger:
             return f"key {keyid[:16]} ({state.describe()}) was {state.status} at entry {state.changed_seq}"
         if predicate_type in st.KEY_TYPES:
             return None  # checked by the replay
-        approver = predicate.get("approver") if predicate_type in st.DECISION_TYPES else None
+        approver = predicate.get("approver") if predicate_type in st.NAMES_APPROVER else None
         needs = APPROVER if predicate_type in APPROVER_SIGNED or approver else PIPELINE
         if state.role != needs:
             return f"it must be signed by {'an approver' if needs == APPROVER else 'a pipeline'} key, not the {state.describe()}"

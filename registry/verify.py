@@ -279,6 +279,10 @@ def _facts(predicate_type: str, p: dict[str, Any], derived: Any) -> Any:
         return decision_facts(predicate_type, p)
     if predicate_type == st.DATA_REJECTED:
         return (derived.model, p["gate"])
+    if predicate_type == st.POLICY:
+        from gatewise.registry.policy_entries import policy_facts
+
+        return policy_facts(p)
     return (derived.model,)
 
 
@@ -459,7 +463,7 @@ class InOrder:
             self.fail(s, what)
         if s.predicate_type in st.KEY_TYPES:
             self.signers.clear()  # the key set changed
-        elif not found and s.predicate_type not in st.DECISION_TYPES:
+        elif not found and s.predicate_type not in st.NAMES_APPROVER:
             # Until the next key entry, this key may sign this type again: no need to ask again.
             # (Decisions also name an approver, checked each time.)
             self.signers.add((s.keyid, s.predicate_type))
