@@ -43,7 +43,7 @@ class TrainSettings(_Strict):
 
 
 class CompressSettings(_Strict):
-    compressors: tuple[str, ...] = Field(("graph_optimize", "int8_dynamic", "int8_static"), description="Compressor plugins to run on the exported parent, by name.")
+    compressors: tuple[str, ...] = Field(("graph_optimize", "int8_dynamic", "int8_static", "distill+graph_optimize"), description="Compressor plugins to run on the exported parent, by name.")
     params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Parameters per compressor name.")
 
 

@@ -12,7 +12,7 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = load_settings(None)
     assert settings == Settings()
-    assert settings.compress.compressors == ("graph_optimize", "int8_dynamic", "int8_static")
+    assert settings.compress.compressors == ("graph_optimize", "int8_dynamic", "int8_static", "distill+graph_optimize")
 
 
 def test_thresholds_are_read_from_the_gates_table(tmp_path):
