@@ -7,6 +7,7 @@ each handler so that `gatewise --help` stays fast. Nothing here ever prints a pr
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ def add_commands(subparsers: Any, registry_subparsers: Any) -> None:
         "in the ledger, signed by the pipeline key: the operator vouches for the approver.",
     )
     init.add_argument("--approver", metavar="NAME", help="create and introduce this approver's personal key")
+    init.add_argument("--operator", metavar="NAME", help="the operator who holds the pipeline key, signed into its key entry when the registry is created")
     init.add_argument("--key-file", type=Path, metavar="PATH", help="where the approver's key lives (default: <home>/keys/approvers/NAME.ed25519)")
     registry_options(init)
     init.set_defaults(handler=_keys_init)
@@ -129,14 +131,23 @@ def _keys_init(args: argparse.Namespace) -> int:
     if args.approver is None:
         if args.key_file is not None:
             raise UsageError("--key-file is for an approver's key: give --approver NAME (the pipeline key is <home>/keys/pipeline.ed25519)")
-        with Registry.open(Path(args.home), registry_url(args)) as registry:
+        if args.operator is not None:
+            from gatewise.registry.keys import check_approver_name
+
+            check_approver_name(args.operator)
+        with Registry.open(Path(args.home), registry_url(args), operator=args.operator) as registry:
             key = registry.pipeline_key
             state = next(s for s in registry.keys() if s.keyid == key.keyid)
+        if args.operator is not None and state.name != args.operator:
+            print(f"gatewise: warning: the pipeline key was introduced at entry {state.introduced_seq} as held by "
+                  f"'{state.name}'; a signed name does not change (rotate the key to name a new holder)", file=sys.stderr)
         if args.json:
             print_json({"key": state.to_dict(), "key_file": str(key.path)})
         else:
-            print(f"pipeline key {key.keyid} in {key.path} (introduced at entry {state.introduced_seq})")
+            print(f"pipeline key {key.keyid} of operator {state.name} in {key.path} (introduced at entry {state.introduced_seq})")
         return 0
+    if args.operator is not None:
+        raise UsageError("--operator names the pipeline key's holder: give it without --approver")
     with open_registry(args, write=True) as registry:
         state, seq, created = registry.introduce_approver(args.approver, args.key_file)
         path = _approver_path(args, registry.home)

@@ -43,9 +43,14 @@ def _set(args: argparse.Namespace) -> int:
 
     gates = read_policy_file(args.file)  # bad input fails before the registry is opened
     with open_registry(args, write=True) as registry:
+        before = registry.head()
         entry = set_policy(registry, gates, approver=args.approver, reason=args.reason, key_file=args.key_file)
+        unchanged = registry.head() == before
     if args.json:
-        print_json(entry.to_dict())
+        print_json({**entry.to_dict(), "signed_now": not unchanged})
+        return 0
+    if unchanged:
+        print(f"already the active policy (entry {entry.seq}, set by approver {entry.approver}): nothing signed")
         return 0
     print(f"policy {entry.policy_digest[:16]} signed by approver {entry.approver} ({entry.keyid[:16]}) at entry {entry.seq}: "
           "every run from now on is held to it")

@@ -290,6 +290,7 @@ class DecisionFacts(NamedTuple):
     approver: tuple[str, str] | None  # (name, keyid); the keyring checks it against the signer
     gates: tuple[tuple[Any, ...], ...]  # waiver: (gate, seq, digest); promotion: (gate, seq, digest, passed, waiver seq, waiver digest)
     restores: tuple[int, str] | None = None  # rollback: the promotion entry of the version it restores
+    policy: tuple[Any, Any] | None = None  # promotion: the signed gating policy entry it relied on (seq, digest)
 
 
 def decision_facts(predicate_type: str, p: dict[str, Any]) -> DecisionFacts:
@@ -305,9 +306,14 @@ def decision_facts(predicate_type: str, p: dict[str, Any]) -> DecisionFacts:
             (g["gate"], g["seq"], g["digest"], True if v1 else g["passed"], (g.get("waiver") or {}).get("seq"), (g.get("waiver") or {}).get("digest"))
             for g in p["gate_results"]
         )
-        return DecisionFacts("promotion", p["version"], p["model"], p.get("previous_version"), approver, gates)
+        policy = p.get("policy")
+        policy = (policy.get("seq"), policy.get("digest")) if isinstance(policy, dict) else None
+        return DecisionFacts("promotion", p["version"], p["model"], p.get("previous_version"), approver, gates, None, policy)
     restores = p["restores"]
     return DecisionFacts("rollback", p["version"], p["model"], p["previous_version"], approver, (), (restores["seq"], restores["digest"]))
+
+
+_POLICY = "<gating policy>"  # a citation's "gate" when it cites the policy entry
 
 
 class _Citation(NamedTuple):
@@ -365,6 +371,8 @@ class DecisionChecks:
 
     def _promotion(self, seq: int, label: str, f: DecisionFacts) -> list[str]:
         problems = []
+        if f.policy is not None:
+            self.citations.append(_Citation(seq, label, f.policy[0], f.policy[1], f.version, _POLICY, None))
         cited = {g[0] for g in f.gates}
         missing = [gate for gate in MANDATORY_GATES if gate not in cited]
         if missing:
@@ -405,6 +413,10 @@ class DecisionChecks:
         for c in self.citations:
             digest, ptype, predicate = statements.get(c.cited, (None, None, {})) if isinstance(c.cited, int) else (None, None, {})
             ok = digest == c.digest and isinstance(c.cited, int) and c.cited < c.seq and predicate.get("version") == c.version
+            if c.gate == _POLICY:
+                if not (digest == c.digest and isinstance(c.cited, int) and c.cited < c.seq and ptype == st.POLICY):
+                    found.append((c.seq, c.label, f"relies on entry {c.cited} as its gating policy, which is not an earlier signed policy entry"))
+                continue
             if c.gate is None:
                 if not (ok and ptype in (st.PROMOTION, st.PROMOTION_V2)):
                     found.append((c.seq, c.label, f"restores {c.version} citing entry {c.cited}, which is not an earlier promotion of {c.version}"))

@@ -176,7 +176,8 @@ def active_policy(ledger: Any) -> PolicyEntry | None:
 
 
 def set_policy(registry: Any, gates: dict[str, Any], *, approver: str, reason: str, key_file: Path | None = None) -> PolicyEntry:
-    """Sign ``gates`` (from ``read_policy_file``) as the active policy, with ``approver``'s own key."""
+    """Sign ``gates`` (from ``read_policy_file``) as the active policy, with ``approver``'s own key.
+    When they are the active policy already, nothing is signed and that entry is returned."""
     from gatewise.registry.keyring import load_approver_key
     from gatewise.registry.signed import SignedLedger
 
@@ -188,7 +189,7 @@ def set_policy(registry: Any, gates: dict[str, Any], *, approver: str, reason: s
         key = load_approver_key(registry, conn, approver, key_file)
         previous = active_policy(ledger)
         if previous is not None and previous.policy_digest == digest:
-            raise RegistryError(f"this policy is already the active one (entry {previous.seq}, set by {previous.approver})")
+            return previous  # already the active policy: nothing new to sign
         predicate = {
             "gates": gates,
             "policy_digest": digest,

@@ -96,11 +96,12 @@ class Registry:
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, home: Path, url: str | None = None, *, create: bool = True) -> Registry:
+    def open(cls, home: Path, url: str | None = None, *, create: bool = True, operator: str | None = None) -> Registry:
         """Open the registry; with ``create`` (the default) make its tables and key on first use.
 
         ``create=False`` opens an existing registry for reading only: no file, table or key is
-        made, and a missing registry is a RegistryError.
+        made, and a missing registry is a RegistryError. ``operator`` names the holder of the
+        pipeline key when this open introduces it (entry 1); "pipeline" when not given.
         """
         home = Path(home)
         url = resolve_url(home, url)
@@ -123,7 +124,7 @@ class Registry:
                     create_missing_indexes(conn, _tables())
             key = load_or_create_key(home)
             registry = cls(home, url, engine, key)
-            registry._introduce_key()
+            registry._introduce_key(operator)
             return registry
         except BaseException:
             engine.dispose()
@@ -138,7 +139,7 @@ class Registry:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _introduce_key(self) -> None:
+    def _introduce_key(self, operator: str | None = None) -> None:
         """The first entry of a ledger introduces the pipeline key; later opens must hold it."""
         key = self.pipeline_key
         with db_errors(self.url), write_transaction(self._engine) as conn:
@@ -163,7 +164,7 @@ class Registry:
                     "algorithm": "ed25519",
                     "public_key": _b64(key.public_key),
                     "role": "pipeline",
-                    "name": "pipeline",
+                    "name": operator or "pipeline",
                     "introduced_by": key.keyid,
                 },
             )
