@@ -40,6 +40,23 @@ def add_commands(subparsers: Any, registry_subparsers: Any) -> None:
     url_option(gates)
     gates.set_defaults(handler=_gates)
 
+    waivers = registry_subparsers.add_parser(
+        "waivers",
+        help="every signed waiver across models: who overrode which failed gate, and why",
+        description="List the signed waivers of failed gate results, oldest first, across all models: time, version, "
+        "waived gates, approver, reason, entry, and the promotions that relied on each. Filters combine. "
+        "Exit 2 on an unknown model or approver or a bad date.",
+    )
+    waivers.add_argument("--model", help="only this model's waivers")
+    waivers.add_argument("--approver", metavar="NAME", help="only this approver's waivers")
+    waivers.add_argument("--since", metavar="DATE", help="signed at or after DATE (YYYY-MM-DD or ISO-8601 time; UTC unless it says)")
+    waivers.add_argument("--until", metavar="DATE", help="signed before DATE")
+    shape = waivers.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="print one JSON document (a list of waivers)")
+    shape.add_argument("--csv", action="store_true", help="print CSV (one line per waiver) to stdout")
+    url_option(waivers)
+    waivers.set_defaults(handler=_waivers)
+
 
 def _limit(text: str) -> int:
     try:
@@ -92,6 +109,30 @@ def _gates(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _waivers(args: argparse.Namespace) -> int:
+    from gatewise.registry import queries as q
+
+    since = q.parse_when(args.since, "--since") if args.since else None
+    until = q.parse_when(args.until, "--until") if args.until else None
+    with open_registry(args) as registry:
+        records = q.waivers(registry, model=args.model, approver=args.approver, since=since, until=until)
+        warn_unverified(registry)
+    if args.json:
+        print_json([r.to_dict() for r in records])
+    elif args.csv:
+        q.write_waivers_csv(records, sys.stdout)
+    elif not records:
+        print("no waivers match")
+    else:
+        rows = [
+            (r.time[:19].replace("T", " "), r.version, ", ".join(str(g.get("gate")) for g in r.gates), r.approver, str(r.seq),
+             ", ".join(map(str, r.promoted_by)) or "-", r.reason)
+            for r in records
+        ]
+        print_table(("TIME (UTC)", "VERSION", "GATES", "APPROVER", "ENTRY", "PROMOTION", "REASON"), rows)
+    return ExitCode.OK
+
+
 def _export_csv(target: Path, records: Any, q: Any) -> int:
     """Write to a temporary file beside ``target`` and rename it: a failed export leaves nothing."""
     target = Path(target)
@@ -109,7 +150,7 @@ def _export_csv(target: Path, records: Any, q: Any) -> int:
 
 
 def _print_records(records: list[Any]) -> None:
-    header = ("TIME (UTC)", "VERSION", "GATE", "VERDICT", "VALUE", "THRESHOLD", "ENTRY", "DIGEST")
+    header = ("TIME (UTC)", "VERSION", "GATE", "VERDICT", "VALUE", "THRESHOLD", "ENTRY", "DIGEST", "WAIVER")
     rows = [
         (
             r.time[:19].replace("T", " "),
@@ -120,6 +161,7 @@ def _print_records(records: list[Any]) -> None:
             fmt_num(r.threshold),
             str(r.seq),
             r.entry_digest[:16],
+            r.waiver or "",
         )
         for r in records
     ]

@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 from sqlalchemy import Connection, Select, select, text, union_all
 
 from gatewise.errors import RegistryError, UsageError
-from gatewise.registry.schema import GateResultRow, ModelRow, PromotionRow
+from gatewise.registry.schema import GateResultRow, ModelRow, PromotionRow, WaiverRow
 from gatewise.registry import statements as st
 from gatewise.registry.signed import SignedLedger, measured
 from gatewise.registry.statements import MANDATORY_GATES
@@ -45,11 +45,13 @@ CSV_COLUMNS = (
     "policy_digest",
     "entry_digest",  # sha256 of the signed statement: look it up with `registry verify`
     "summary",
+    "waiver",  # a failed verdict an approver waived: "entry N by NAME"; empty otherwise
 )
 
 _G = GateResultRow.__table__.c
 _M = ModelRow.__table__.c
 _P = PromotionRow.__table__.c
+_W = WaiverRow.__table__.c
 
 # The listed columns, in GateRecord's field order (a row becomes a record with GateRecord._make).
 _LISTED = (
@@ -78,6 +80,7 @@ class GateRecord(NamedTuple):
     policy_digest: str | None
     entry_digest: str
     summary: str
+    waiver: str | None = None  # "entry N by NAME" when a signed waiver overrides this failed verdict
 
     def to_dict(self) -> dict[str, Any]:
         return self._asdict()
@@ -205,7 +208,7 @@ def gate_results(registry: Registry, where: GateFilter = GateFilter(), limit: in
     with registry.reading() as conn:
         _check_names(conn, where)
         rows = list(conn.execute(gate_query(where, None if limit is None else limit + 1)))
-        records = [GateRecord._make(row) for row in rows[:limit]]
+        records = _with_waivers(conn, [GateRecord(*row) for row in rows[:limit]])
         _check_signed(conn, records)
     return GatePage(records, truncated=limit is not None and len(rows) > limit, limit=limit)
 
@@ -230,6 +233,22 @@ def _check_signed(conn: Connection, records: list[GateRecord]) -> None:
 
 
 
+def _with_waivers(conn: Connection, records: list[GateRecord]) -> list[GateRecord]:
+    """The records, each failed one with the signed waiver that overrides it (if any) named."""
+    failed = {r.version for r in records if not r.passed and r.version}
+    if not failed:
+        return records
+    rows = conn.execute(select(_W.entry_seq).where(_W.version.in_(sorted(failed))))
+    waived: dict[int, str] = {}
+    for entry in SignedLedger(conn).entries(row.entry_seq for row in rows).values():
+        if entry.predicate_type != st.WAIVER:
+            continue
+        name = (entry.predicate.get("approver") or {}).get("name")
+        for gate in entry.predicate.get("gates") or []:
+            waived.setdefault(gate.get("seq"), f"entry {entry.seq} by {name}")
+    return [r._replace(waiver=waived.get(r.seq)) if not r.passed else r for r in records]
+
+
 def iter_gate_results(registry: Registry, where: GateFilter = GateFilter()) -> Iterator[GateRecord]:
     """Every matching gate result, newest first, streamed (for an export of any size).
 
@@ -239,7 +258,8 @@ def iter_gate_results(registry: Registry, where: GateFilter = GateFilter()) -> I
     with registry.reading() as conn, registry.reading() as checking:
         _check_names(conn, where)
         result = conn.execution_options(stream_results=True, yield_per=2000).execute(gate_query(where, None))
-        while batch := [GateRecord._make(row) for row in result.fetchmany(500)]:
+        while batch := [GateRecord(*row) for row in result.fetchmany(500)]:
+            batch = _with_waivers(checking, batch)
             _check_signed(checking, batch)  # each row against its signed entry, as a page is
             yield from batch
 
@@ -437,3 +457,79 @@ def _names(names: list[str]) -> str:
     if not names:
         return "none"
     return ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+
+
+# -- waivers ------------------------------------------------------------------------------------
+
+WAIVER_COLUMNS = ("seq", "time", "model", "version", "gates", "approver", "approver_keyid", "reason", "entry_digest", "promoted_by")
+
+
+@dataclass(frozen=True)
+class WaiverRecord:
+    """One signed waiver: which failed results of which version an approver overrode, and why."""
+
+    seq: int
+    time: str
+    model: str
+    version: str
+    gates: list[dict[str, Any]]  # {gate, seq, digest} of each failed result overridden
+    approver: str
+    approver_keyid: str
+    reason: str
+    entry_digest: str
+    promoted_by: list[int]  # the promotion entries that rely on it
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def csv_row(self) -> list[str]:
+        values = self.to_dict()
+        values["gates"] = " ".join(f"{g.get('gate')}@{g.get('seq')}" for g in self.gates)
+        values["promoted_by"] = " ".join(map(str, self.promoted_by))
+        return [_csv_cell(values[column]) for column in WAIVER_COLUMNS]
+
+
+def waivers(registry: Registry, model: str | None = None, approver: str | None = None,
+            since: datetime | None = None, until: datetime | None = None) -> list[WaiverRecord]:
+    """Every signed waiver across all models, oldest first, filtered; each read from its signed entry
+    (the waivers table only finds them). An unknown model or approver is a UsageError naming the known ones."""
+    with registry.reading() as conn:
+        ledger = SignedLedger(conn)
+        if model is not None:
+            models = list(conn.execute(select(_M.name).order_by(_M.name)).scalars())
+            if model not in models:
+                raise UsageError(f"unknown model '{model}' (known: {_names(models)})")
+        if approver is not None:
+            approvers = sorted({k.name for k in ledger.keyring.keys.values() if k.role == "approver" and k.name})
+            if approver not in approvers:
+                raise UsageError(f"unknown approver '{approver}' (approvers with keys: {_names(approvers)})")
+        query = select(_W.entry_seq).order_by(_W.entry_seq)
+        if model is not None:
+            query = query.where(_W.model == model)
+        entries = ledger.entries(conn.execute(query).scalars())
+        moves = [e for m in sorted({e.predicate.get("model") for e in entries.values()} - {None}) for e in ledger.moves(m)]
+    relied: dict[int, list[int]] = {}
+    for move in moves:
+        for w in move.predicate.get("waivers") or []:
+            if isinstance(w, dict):
+                relied.setdefault(w.get("seq"), []).append(move.seq)
+    found = []
+    for seq, entry in sorted(entries.items()):
+        p = entry.predicate
+        who = p.get("approver") or {}
+        if entry.predicate_type != st.WAIVER or (model is not None and p.get("model") != model):
+            continue
+        if (approver is not None and who.get("name") != approver) or (since is not None and entry.time < stored_time(since)) \
+                or (until is not None and entry.time >= stored_time(until)):
+            continue
+        found.append(WaiverRecord(seq, entry.time, p.get("model"), p.get("version"), [g for g in p.get("gates") or [] if isinstance(g, dict)],
+                                  who.get("name"), who.get("keyid"), p.get("reason"), entry.digest, sorted(relied.get(seq, []))))
+    return found
+
+
+def write_waivers_csv(records: list[WaiverRecord], handle: IO[str]) -> int:
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(WAIVER_COLUMNS)
+    for record in records:
+        writer.writerow(record.csv_row())
+    return len(records)

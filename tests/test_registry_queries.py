@@ -163,7 +163,7 @@ def cli_home(tmp_path, monkeypatch):
 def test_gates_command_prints_a_table(cli_home, capsys):
     assert main(["registry", "gates", "--failed"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["TIME", "(UTC)", "VERSION", "GATE", "VERDICT", "VALUE", "THRESHOLD", "ENTRY", "DIGEST"]
+    assert lines[0].split() == ["TIME", "(UTC)", "VERSION", "GATE", "VERDICT", "VALUE", "THRESHOLD", "ENTRY", "DIGEST", "WAIVER"]
     assert len(lines) == 1 + 5 and all("FAIL" in line for line in lines[1:])
     assert "credit (data)" in lines[1] and "data_validation" in lines[1]
     assert lines[2].index("calibration") == lines[0].index("GATE")
@@ -174,7 +174,7 @@ def test_gates_command_json_and_limit(cli_home, capsys):
     listed = json.loads(capsys.readouterr().out)
     assert [(r["version"], r["passed"]) for r in listed] == [("arrests:v2", True), ("arrests:v1", False)]
     assert set(listed[0]) == {"seq", "time", "model", "version", "run_id", "kind", "gate", "passed", "value", "threshold",
-                              "policy_digest", "entry_digest", "summary"}
+                              "policy_digest", "entry_digest", "summary", "waiver"}
     assert main(["registry", "gates", "--limit", "2", "--json"]) == 0
     captured = capsys.readouterr()
     assert len(json.loads(captured.out)) == 2
