@@ -87,7 +87,8 @@ def test_run_on_a_dask_cluster_against_a_prefect_server(tmp_path, prefect_server
     from gatewise.config import load_settings
 
     candidates = outcome["candidates"]
-    assert [c["name"] for c in candidates] == ["parent", *load_settings(config).compress.compressors]
+    names = [c["name"] for c in candidates]
+    assert names[0] == "parent" and set(load_settings(config).compress.compressors) <= set(names)
     for candidate in candidates:
         assert candidate["status"] == "ok" and candidate["version"], candidate
         assert set(candidate["gates"]) == FIVE_GATES
