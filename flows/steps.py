@@ -184,7 +184,7 @@ def export_parent(trained: TrainedModel, split: Split, workdir: Path) -> Candida
         from gatewise.lineage import TRAINING_KEY, write_metadata
 
         write_metadata(path, TRAINING_KEY, trained.record)
-    plugin = replace(EXPORT_PLUGIN, version=__version__)
+    plugin = replace(EXPORT_PLUGIN, version=__version__, code_sha256=export_code_sha256())
     return Candidate(name=PARENT, plugin=plugin, status="ok", onnx_path=path, sha256=sha256_file(path), size_bytes=path.stat().st_size)
 
 
@@ -408,3 +408,14 @@ def policy_check(registry: Registry, run_id: str) -> tuple[dict[str, Any] | None
     with registry.reading() as conn:
         policy, looser = run_loosenings(SignedLedger(conn), run_id)
     return ({**policy.ref(), "approver": policy.approver} if policy else None), looser
+
+
+def export_code_sha256() -> str:
+    """The code hash of the parent's producer, the built-in ONNX export (gatewise.export), as every
+    compressor plugin records the hash of its module's source."""
+    import hashlib
+    import inspect
+
+    from gatewise import export
+
+    return hashlib.sha256(inspect.getsource(export).encode()).hexdigest()

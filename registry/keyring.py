@@ -106,6 +106,13 @@ def key_facts(predicate_type: str, p: dict[str, Any]) -> KeyFacts:
     return KeyFacts(kind, p["keyid"], p["public_key"], p["role"], p.get("name"), p.get("replaces"), p["introduced_by"], p.get("reason"))
 
 
+def _pin(text: str) -> str:
+    pin = str(text).strip().lower()
+    if not 16 <= len(pin) <= 64 or any(c not in "0123456789abcdef" for c in pin):
+        raise UsageError(f"bad trusted key id '{text}': give the key id or a prefix of it of at least 16 hex characters")
+    return pin
+
+
 def _short(keyid: str | None) -> str:
     return (keyid or "?")[:16]
 
@@ -114,7 +121,8 @@ class Keyring:
     """The keys of one ledger, replayed in entry order. Each ``take*`` returns the problems found."""
 
     def __init__(self, pinned: tuple[str, ...] | set[str] = ()) -> None:
-        self.pinned = set(pinned)
+        # A pinned key is named by its id or any prefix of it of at least 16 hex (displays show 16).
+        self.pinned = {_pin(p) for p in pinned}
         self.keys: dict[str, KeyState] = {}
 
     # -- queries -------------------------------------------------------------------------------
@@ -172,8 +180,9 @@ class Keyring:
         if not self.keys:
             if f.kind != "introduction" or seq != 1 or signer != f.keyid or f.signed_by != f.keyid or f.role != PIPELINE:
                 problems.append("the first key must be a pipeline key introduced by the first entry and sign itself")
-            if self.pinned and f.keyid not in self.pinned:
-                problems.append(f"genesis key {_short(f.keyid)} is not one of the trusted keys given")
+            if self.pinned and not any(str(f.keyid).startswith(p) for p in self.pinned):
+                problems.append(f"genesis key {_short(f.keyid)} is not one of the trusted keys given "
+                                f"(its id is {f.keyid}; trusted: {', '.join(sorted(self.pinned))})")
             self.keys[f.keyid] = state
             return problems
         verb = "rotates to" if f.kind == "rotation" else "introduces"

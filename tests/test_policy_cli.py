@@ -84,6 +84,7 @@ def test_a_stricter_run_promotes_and_cites_the_policy(governed):
     first = json.loads(cli(home, "policy", "history", "--json").stdout)[0]
     assert document["policy"]["seq"] == first["entry"]["seq"] and document["looser_than_policy"] == []
     shown = json.loads(cli(home, "registry", "show", promoted, "--json").stdout)
+    assert len(shown["plugin"]["code_sha256"]) == 64  # the built-in export too: every producer's code is hashed
     cited = shown["promotions"][0]["policy"]
     assert (cited["seq"], cited["digest"], cited["approver"]) == (first["entry"]["seq"], first["entry"]["digest"], "ada")
     text = cli(home, "registry", "show", promoted).stdout
@@ -98,7 +99,7 @@ def test_a_looser_run_registers_but_cannot_promote(governed):
     assert run.returncode == 3, run.stdout + run.stderr
     assert "looser than the signed policy" in run.stdout
     assert "max_demographic_parity_difference = 0.5 vs 0.45 signed (looser by 0.05)" in run.stdout
-    versions = json.loads(cli(home, "registry", "versions", "--json").stdout)
+    versions = json.loads(cli(home, "registry", "ls", "--json").stdout)
     assert len(versions) == 2  # both runs registered their parent
     # Nor can anyone promote it by hand: the approver signs a looser policy first.
     loose_version = max(versions, key=lambda v: v["number"])["version"]

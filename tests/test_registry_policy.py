@@ -74,3 +74,18 @@ def test_policy_entries_need_an_introduced_approver(governed):
 
     with pytest.raises(RegistryError, match="no key for approver bob"):
         set_policy(governed, gates(), approver="bob", reason="r")
+
+
+def test_a_trusted_key_is_accepted_by_a_prefix_of_16_hex(governed, capsys, monkeypatch):
+    from gatewise.cli import main
+
+    monkeypatch.setenv("GATEWISE_HOME", str(governed.home))
+    keyid = governed.pipeline_key.keyid
+    assert governed.verify(trusted_keys=[keyid[:16]]).ok
+    assert governed.verify(trusted_keys=[keyid[:20].upper()]).ok
+    assert main(["registry", "verify", "--trusted-key", keyid[:16]]) == 0
+    other = ("0" if keyid[0] != "0" else "1") + keyid[1:16]
+    assert main(["registry", "verify", "--trusted-key", other]) == 4
+    assert f"its id is {keyid}" in capsys.readouterr().out
+    assert main(["registry", "verify", "--trusted-key", keyid[:8]]) == 2
+    assert "at least 16 hex" in capsys.readouterr().err
