@@ -190,6 +190,13 @@ def _cell(result: Any) -> str:
     return f"{'pass' if result.passed else 'FAIL'} {value}"
 
 
+def failing_summary(summary: str) -> str:
+    """A failed gate's summary without the checks that passed: gates write each check as one
+    "; "-separated part, a passing one as "measured <= limit" or "measured >= floor"."""
+    parts = [part for part in summary.split("; ") if " <= " not in part and " >= " not in part]
+    return "; ".join(parts) or summary
+
+
 def print_outcome(outcome: Any) -> None:
     print(f"run {outcome.run_id}  model {outcome.model}")
     if outcome.status == "data_rejected":
@@ -226,7 +233,7 @@ def print_outcome(outcome: Any) -> None:
             print(f"{o.candidate.name}: errored: {o.candidate.error}")
         for r in o.results:
             if not r.passed:
-                print(f"{o.candidate.name}: {r.gate} failed: {r.summary}")
+                print(f"{o.candidate.name}: {r.gate} failed: {failing_summary(r.summary)}")
     if outcome.promoted:
         print(f"promoted {outcome.promoted} to production")
         from gatewise.cli_deploy import outcome_lines

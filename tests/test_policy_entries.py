@@ -35,3 +35,4 @@ def test_looser_and_stricter_configurations():
     stricter = {"fairness": {"max_demographic_parity_difference": 0.1}, "robustness": {"seed": 7, "noise_scale": 0.2}}
     assert loosenings(stricter, signed) == []
     assert [i.name for i in loosenings({"accuracy_regression": {"metric": "accuracy"}}, signed)] == ["metric"]
+
