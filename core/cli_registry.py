@@ -191,7 +191,7 @@ def _version_json(v: Any) -> dict[str, Any]:
         "sha256": v.sha256,
         "plugin": v.plugin,
         "parent": v.parent,
-        "created": v.created.isoformat(),
+        "created": _utc_text(v.created),
         "promoted": v.promoted,
         "production": v.production,
         "artifact": str(v.artifact) if v.artifact else None,
@@ -201,5 +201,8 @@ def _version_json(v: Any) -> dict[str, Any]:
     }
 
 
+def _utc_text(when: Any) -> str:
+    """The one time format of gatewise's records and output: 2026-11-20T10:00:00.000000Z."""
+    from gatewise.registry.queries import stored_time
 
-
+    return stored_time(when)

@@ -90,3 +90,16 @@ def test_show_tells_the_whole_story(decided, capsys):
     shown = json.loads(out)
     assert [p["until"] is None for p in shown["in_production"]] == [False, True]
     assert shown["promotions"][0]["approver"] == "ada" and shown["promotions"][0]["waivers"]
+
+
+def test_one_time_format_everywhere(decided, capsys):
+    import re
+
+    utc = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+    for args in (("registry", "ls", "--json"), ("registry", "show", decided[1], "--json"), ("registry", "waivers", "--json"),
+                 ("registry", "history", "arrests", "--json"), ("registry", "gates", "--json")):
+        code, out, _ = cli(capsys, *args)
+        assert code == 0
+        assert "+00:00" not in out, args
+        times = re.findall(r'"(?:created|time|from|until)": "([^"]+)"', out)
+        assert times and all(utc.fullmatch(t) for t in times), (args, times[:3])
