@@ -57,6 +57,20 @@ def add_commands(subparsers: Any, registry_subparsers: Any) -> None:
     url_option(waivers)
     waivers.set_defaults(handler=_waivers)
 
+    report = registry_subparsers.add_parser(
+        "report",
+        help="write one self-contained HTML page on a model: timeline, decisions, gate results, verification",
+        description="Verify the registry, then write one HTML page (no script, no network) on MODEL: which version was in "
+        "production when, each promotion, rollback and waiver with its approver and reason, the gating policies, the "
+        "gate results in plain words with each threshold and policy entry, and the verification status with the head "
+        "digest it describes. With VERSION, that version's gate results; else those of every version ever in production.",
+    )
+    report.add_argument("model", metavar="MODEL")
+    report.add_argument("version", nargs="?", metavar="VERSION", help="a version of MODEL to detail")
+    report.add_argument("-o", "--output", type=Path, metavar="FILE.html", help="where to write (default: <home>/reports/MODEL.html)")
+    url_option(report)
+    report.set_defaults(handler=_report)
+
 
 def _limit(text: str) -> int:
     try:
@@ -130,6 +144,20 @@ def _waivers(args: argparse.Namespace) -> int:
             for r in records
         ]
         print_table(("TIME (UTC)", "VERSION", "GATES", "APPROVER", "ENTRY", "PROMOTION", "REASON"), rows)
+    return ExitCode.OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from gatewise.registry.audit_report import model_report
+
+    target = args.output or Path(args.home) / "reports" / f"{args.model.replace('/', '_')}.html"
+    if args.output is not None and not target.parent.is_dir():
+        raise UsageError(f"cannot write {target}: no directory {target.parent}")
+    with open_registry(args) as registry:
+        page = model_report(registry, args.model, args.version)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(page, encoding="utf-8")
+    print(f"wrote {target}")
     return ExitCode.OK
 
 
