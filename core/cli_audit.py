@@ -58,7 +58,6 @@ def add_commands(subparsers: Any, registry_subparsers: Any) -> None:
                         help="fail unless the ledger's first key is this key id (repeatable)")
     verify.add_argument("--receipt", action="append", default=[], type=Path, metavar="FILE",
                         help="also check the ledger against a head receipt kept from earlier (repeatable)")
-    verify.add_argument("--workers", type=int, default=None, help="processes for signature checks (default: all cores)")
     verify.add_argument("--json", action="store_true", help="print one JSON document")
     verify.set_defaults(handler=_audit_verify)
 
@@ -102,7 +101,7 @@ def _head(args: argparse.Namespace) -> int:
 def _audit_verify(args: argparse.Namespace) -> int:
     from gatewise.registry.bundle import verify_bundle
 
-    report = verify_bundle(args.bundle, trusted_keys=args.trusted_key, receipts=args.receipt, workers=args.workers)
+    report = verify_bundle(args.bundle, trusted_keys=args.trusted_key, receipts=args.receipt)
     if args.json:
         print_json(report.to_dict())
         return ExitCode.OK if report.ok else ExitCode.VERIFY_FAILED

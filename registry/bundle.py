@@ -37,9 +37,7 @@ from gatewise.registry.verify import (
     check_entry,
     collections_paused,
     open_envelopes,
-    run_chunks,
     unreadable_summary,
-    worker_count,
 )
 from gatewise.types import sha256_file
 
@@ -95,7 +93,7 @@ def export_registry(home: Path, url: str | None, directory: Path) -> ExportSumma
         if not report.ok:
             raise VerificationFailed(f"not exported: the registry does not verify ({report.problems[0]}; "
                                      f"{len(report.problems)} problem(s) in all): run `gatewise registry verify`")
-        return export_bundle(registry._engine, registry.url, registry.home, target)
+        return export_bundle(registry, target)
 
 
 def _new_target(directory: Path) -> Path:
@@ -110,28 +108,30 @@ def _new_target(directory: Path) -> Path:
     return directory
 
 
-def export_bundle(engine: Any, url: str, home: Path, directory: Path) -> ExportSummary:
+def export_bundle(registry: Any, directory: Path) -> ExportSummary:
+    """Write the bundle of an open, verified ``registry`` into the new ``directory``."""
     from gatewise.registry import receipt as receipts
-    from gatewise.registry.database import db_errors
     from gatewise.registry.keyring import Keyring
 
+    home = registry.home
     started = time.perf_counter()
     # The receipt is read before the ledger, so that the ledger read is never behind it.
     try:
-        kept: receipts.Receipt | None = receipts.read_receipt(receipts.receipt_path(home))
+        kept = receipts.read_receipt(receipts.receipt_path(home))
     except FileNotFoundError:
-        kept = None
+        # Verification (which the export runs first) requires the receipt: it went missing since.
+        raise RegistryError(f"no head receipt at {receipts.receipt_path(home)}: run `gatewise registry verify`") from None
     except receipts.ReceiptError as exc:
         raise RegistryError(f"head receipt {receipts.receipt_path(home)} cannot be read ({exc}): run `gatewise registry verify`") from None
     tmp = directory.with_name(f".{directory.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
     tmp.mkdir(mode=0o755)
     try:
         ring = Keyring()
-        with db_errors(url):
-            count, head = _write_ledger(engine, tmp / LEDGER, ring)
+        with registry.reading() as conn:
+            count, head = _write_ledger(conn, tmp / LEDGER, ring)
         if count == 0:
             raise RegistryError("the ledger is empty: there is nothing to export")
-        receipt_text = kept.text if kept is not None else _fresh_receipt(home, ring, head)
+        receipt_text = kept.text
         _write_json(tmp / KEYS, {"format": FORMAT, "keys": [state.to_dict() for state in ring.ordered()]})
         (tmp / HEAD).write_text(receipt_text + "\n", encoding="utf-8")
         files = {name: _file_facts(tmp / name) for name in FILES}
@@ -153,28 +153,25 @@ def export_bundle(engine: Any, url: str, home: Path, directory: Path) -> ExportS
     return ExportSummary(directory, count, head, len(ring.keys), receipt, files, time.perf_counter() - started)
 
 
-def _write_ledger(engine: Any, path: Path, ring: Any) -> tuple[int, tuple[int, str]]:
+def _write_ledger(conn: Any, path: Path, ring: Any) -> tuple[int, tuple[int, str]]:
     """Stream the ledger in seq order into ``path``; feed the key entries to ``ring``."""
     from gatewise.registry.keyring import key_facts
 
     count, head = 0, (0, "")
-    raw = engine.raw_connection()
-    try:
-        # One statement: a consistent snapshot on SQLite (WAL) and PostgreSQL, read in batches.
-        cursor = raw.cursor(name="gatewise_export") if engine.dialect.name == "postgresql" else raw.cursor()
-        cursor.execute("SELECT seq, digest, predicate_type, envelope FROM ledger ORDER BY seq")
-        with open(path, "xb") as out:
-            while rows := cursor.fetchmany(CHUNK):
-                lines = []
-                for seq, digest, predicate_type, envelope in rows:
-                    lines.append(_line(seq, digest, envelope))
-                    if predicate_type in st.KEY_TYPES:
-                        _take_key(ring, key_facts, int(seq), envelope)
-                    count, head = count + 1, (int(seq), digest)
-                out.write(b"".join(lines))
-        cursor.close()
-    finally:
-        raw.close()
+    raw = conn.connection.dbapi_connection  # the driver's own cursor: a server-side one on PostgreSQL
+    # One statement: a consistent snapshot on SQLite (WAL) and PostgreSQL, read in batches.
+    cursor = raw.cursor(name="gatewise_export") if conn.dialect.name == "postgresql" else raw.cursor()
+    cursor.execute("SELECT seq, digest, predicate_type, envelope FROM ledger ORDER BY seq")
+    with open(path, "xb") as out:
+        while rows := cursor.fetchmany(CHUNK):
+            lines = []
+            for seq, digest, predicate_type, envelope in rows:
+                lines.append(_line(seq, digest, envelope))
+                if predicate_type in st.KEY_TYPES:
+                    _take_key(ring, key_facts, int(seq), envelope)
+                count, head = count + 1, (int(seq), digest)
+            out.write(b"".join(lines))
+    cursor.close()
     return count, head
 
 
@@ -204,26 +201,6 @@ def _take_key(ring: Any, key_facts: Any, seq: int, envelope: str) -> None:
         return  # an unreadable key entry: verify names it
 
 
-def _fresh_receipt(home: Path, ring: Any, head: tuple[int, str]) -> str:
-    """A receipt for the exported head, when the home has none but holds the pipeline key."""
-    from gatewise.registry import receipt as receipts
-    from gatewise.registry.keys import key_path, read_key
-
-    path = key_path(home)
-    state = None
-    if path.exists():
-        key = read_key(path, "signing key")
-        state = ring.keys.get(key.keyid)
-    if state is None or state.role != "pipeline" or state.changed_seq is not None:
-        raise RegistryError(
-            f"no head receipt at {receipts.receipt_path(home)} and no pipeline key of this registry in {path.parent} to sign one: "
-            "export on a machine that writes to the registry"
-        )
-    from gatewise.registry.ledger import utc_now
-
-    return receipts.make_receipt(key, head[0], head[1], utc_now())
-
-
 def _write_json(path: Path, document: dict[str, Any]) -> None:
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -248,7 +225,6 @@ def verify_bundle(
     *,
     trusted_keys: Iterable[str] = (),
     receipts: Iterable[Path] = (),
-    workers: int | None = None,
 ) -> VerifyReport:
     """Verify an audit bundle with nothing but its files (and, optionally, receipts kept elsewhere)."""
     from gatewise.registry import receipt as receipt_mod
@@ -278,11 +254,8 @@ def verify_bundle(
     tasks = line_chunks(ledger)
     lines = tasks[-1][2] + _count_lines(ledger, tasks[-1]) - 1 if tasks else 0
     with collections_paused():
-        for result in run_chunks(
-            ("bundle", str(ledger)), tasks, public_keys, worker_count(workers, lines),
-            lambda task: check_lines(ledger, task[0], task[1], task[2], public_keys),
-        ):
-            state.absorb(result)
+        for start, end, first_line in tasks:
+            state.absorb(check_lines(ledger, start, end, first_line, public_keys))
     state.finish(_bundle_reader(ledger))
     times = _signed_times(ledger, _cited_seqs(state))
     _compare_keys(listed, state, directory / KEYS, times)
@@ -325,7 +298,7 @@ def _count_lines(path: Path, task: tuple[int, int, int]) -> int:
 
 
 def check_lines(path: Path, start: int, end: int, first_line: int, public_keys: dict[str, bytes]) -> ChunkResult:
-    """Check the entries on lines of ``path`` between two byte offsets (possibly in a worker)."""
+    """Check the entries on lines of ``path`` between two byte offsets."""
     with open(path, "rb") as handle:
         handle.seek(start)
         data = handle.read(end - start)

@@ -211,7 +211,7 @@ def gather_release(registry: Any, version: str) -> Any:
                             "only the live version is deployed; promote it or roll back to it first")
     ledger = LedgerEntry.__table__.c
     columns = (ledger.seq, ledger.digest, ledger.predicate_type, ledger.envelope)
-    with db_errors(registry.url), registry._engine.connect() as conn:  # noqa: SLF001 - same package
+    with registry.reading() as conn:
         def fetch(*conditions: Any) -> list[Any]:
             return list(conn.execute(select(*columns).where(*conditions).order_by(ledger.seq)))
 

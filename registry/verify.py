@@ -312,20 +312,7 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-# -- chunks, in this process or in workers -------------------------------------------------------
-
-
-def run_chunks(
-    spec: tuple[Any, ...],
-    tasks: list[tuple[int, ...]],
-    public_keys: dict[str, bytes],
-    workers: int,
-    local: Callable[[tuple[int, ...]], ChunkResult],
-) -> Iterator[ChunkResult]:
-    """The chunks' results in order, checked in this process (``spec``, ``public_keys`` and
-    ``workers`` are kept for callers written for the former worker pool)."""
-    for task in tasks:
-        yield local(task)
+# -- chunks ------------------------------------------------------------------------------------------
 
 
 @contextmanager
@@ -339,11 +326,6 @@ def collections_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def worker_count(workers: int | None, entries: int) -> int:
-    """Always 1: verification runs in one process (docs/registry.md has the measurement)."""
-    return 1
 
 
 # -- in order -----------------------------------------------------------------------------------
