@@ -19,6 +19,7 @@ from gatewise.types import PluginInfo
 BUILTIN_PLUGINS = (
     "gatewise.plugins.data_sources",
     "gatewise.plugins.mlp_trainer",
+    "gatewise.plugins.search",
     "gatewise.plugins.quantization",
     "gatewise.plugins.graph_optimize",
     "gatewise.plugins.pruning",

@@ -90,11 +90,14 @@ def fit_mlp(
     n_numeric: int,
     cardinalities: tuple[int, ...],
     recipe: Recipe,
+    on_epoch: Any = None,
 ) -> tuple[TabularMLP, dict[str, Any]]:
     """Train with the recipe; return the module with the best validation loss's weights and a record.
 
     The record (JSON-ready) holds the recipe and what happened: epochs run, best epoch, the loss
     curves, rows used, steps and samples per second. The same inputs and seed give bitwise-same weights.
+    ``on_epoch(epoch, validation_loss)``, when given, is called after each epoch (a search's
+    pruner); an exception it raises stops the fit and propagates.
     """
     x_all = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     y_all = torch.from_numpy(np.asarray(label, dtype=np.float32))
@@ -109,7 +112,7 @@ def fit_mlp(
             train_index, valid_index = _stratified_split(y_all, recipe.validation_fraction, generator)
             x, y = x_all[train_index], y_all[train_index]
             model = TabularMLP(*_standardization(x, n_numeric), cardinalities, recipe.hidden)
-            record = _train(model, x, y, x_all[valid_index], y_all[valid_index], recipe, generator)
+            record = _train(model, x, y, x_all[valid_index], y_all[valid_index], recipe, generator, on_epoch=on_epoch)
             if recipe.refit and len(valid_index):
                 # The validation rows chose the epoch count; the final weights then learn from every
                 # training row for that many epochs (on this small, noisy data the 15% held out
@@ -152,7 +155,7 @@ def _standardization(x: torch.Tensor, n_numeric: int) -> tuple[torch.Tensor, tor
 
 
 def _train(model: TabularMLP, x: torch.Tensor, y: torch.Tensor, x_valid: torch.Tensor, y_valid: torch.Tensor,
-           recipe: Recipe, generator: torch.Generator, stop_after: int | None = None) -> dict[str, Any]:
+           recipe: Recipe, generator: torch.Generator, stop_after: int | None = None, on_epoch: Any = None) -> dict[str, Any]:
     positives = float(y.sum())
     # Weighting positives by negatives/positives makes both classes weigh the same in the loss, so
     # the model's 0.5 threshold sits where balanced accuracy (the accuracy gate's metric) wants it.
@@ -199,6 +202,8 @@ def _train(model: TabularMLP, x: torch.Tensor, y: torch.Tensor, x_valid: torch.T
         with torch.no_grad():
             valid_loss = float(loss_fn(model.logits(x_valid), y_valid))
         valid_curve.append(round(valid_loss, 6))
+        if on_epoch is not None:
+            on_epoch(epoch, valid_loss)
         logger.debug("mlp epoch %d: train loss %.5f, validation loss %.5f", epoch, train_curve[-1], valid_loss)
         if valid_loss < best_loss - recipe.min_delta:
             best_loss, best_epoch, best_state = valid_loss, epoch, copy.deepcopy(model.state_dict())

@@ -55,16 +55,21 @@ class MLPTrainer:
     def check_params(self, params: dict[str, Any]) -> None:
         parse_params(MLPParams, params, f"trainer '{self.name}'")
 
+    @staticmethod
+    def check_data(train: pd.DataFrame, label: np.ndarray, name: str) -> None:
+        """One row per label and both classes present, or a UsageError naming the trainer."""
+        if len(label) != len(train):
+            raise UsageError(f"trainer '{name}': {len(label)} labels for {len(train)} rows")
+        positives = int(label.sum())
+        if positives == 0 or positives == len(label):
+            raise UsageError(f"trainer '{name}': the training split holds one class only; both are needed")
+
     def train(self, train: pd.DataFrame, label: np.ndarray, spec: InputSpec, params: dict[str, Any]) -> TrainedModel:
         settings = parse_params(MLPParams, params, f"trainer '{self.name}'")
         import numpy as np
 
         label = np.asarray(label)
-        if len(label) != len(train):
-            raise UsageError(f"trainer '{self.name}': {len(label)} labels for {len(train)} rows")
-        positives = int(label.sum())
-        if positives == 0 or positives == len(label):
-            raise UsageError(f"trainer '{self.name}': the training split holds one class only; both are needed")
+        self.check_data(train, label, self.name)
 
         from gatewise.plugins.mlp_module import Recipe, fit_mlp
 

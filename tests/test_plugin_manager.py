@@ -23,7 +23,7 @@ def builtins() -> Plugins:
 def test_builtins_are_found_by_name_through_the_hooks():
     plugins = builtins()
     assert plugins.names("data_source") == ["arrests", "file"]
-    assert plugins.names("trainer") == ["mlp"]
+    assert plugins.names("trainer") == ["mlp", "mlp_search"]
     assert plugins.names("compressor") == ["distill", "graph_optimize", "int8_dynamic", "int8_static", "prune_units"]
 
 
