@@ -197,7 +197,7 @@ def gather_release(registry: Any, version: str) -> Any:
 
     from gatewise.encoding import INPUT_NAME, OUTPUT_NAME
     from gatewise.hookspecs import Release, SignedEntry
-    from gatewise.registry.database import db_errors, display_url
+    from gatewise.registry.database import display_url
     from gatewise.registry.schema import LedgerEntry
     from gatewise.scoring import read_input_spec
 
