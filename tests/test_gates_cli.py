@@ -143,3 +143,45 @@ def test_natural_duplicates_and_a_legitimately_strong_feature_pass_leakage(tmp_p
     assert leakage["passed"], leakage["summary"]
     assert leakage["details"]["single_feature_auc"]["strength"] > 0.93
     assert leakage["details"]["label_proxies"]["strength"]["proxy"] is False
+
+
+def test_a_candidate_worse_than_the_champion_is_blocked(tmp_path):
+    code, first, stderr = gatewise(tmp_path)
+    assert code == 0, stderr[-2000:]
+    # The same data again, with a trainer stopped before it learned anything: over the (lowered)
+    # floor, far under the champion re-scored on the same rows.
+    weak = CONFIG + '\n[train.params]\nepochs = 1\nlr = 0.00001\n\n[gates.accuracy_regression]\nmin_metric = 0.45\n'
+    config = tmp_path / "weak.toml"
+    config.write_text(weak)
+    env = {**os.environ, "GATEWISE_HOME": str(tmp_path / "home")}
+    env.pop("GATEWISE_REGISTRY_URL", None)
+    done = subprocess.run([sys.executable, "-m", "gatewise.cli", "run", "--config", str(config), "--json"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 3, done.stderr[-2000:]
+    accuracy = gates(json.loads(done.stdout))["accuracy_regression"]
+    details = accuracy["details"]
+    assert details["champion_version"] == first["promoted"] and details["cold_start"] is False
+    assert {"max_drop_vs_champion", "max_relative_drop_vs_champion"} <= set(details["failed_checks"])
+    assert "min_metric" not in details["failed_checks"]
+    low, high = details["drop_vs_champion_ci95"]
+    assert low > 0.02  # the whole interval is past the limit
+
+
+def test_a_boundary_fragile_model_is_blocked_on_its_metric_drop(tmp_path):
+    """Labels on a sharp boundary of the features: the MLP learns it, and noise that moves a row
+    across turns a right decision into a wrong one."""
+    from sklearn.linear_model import LogisticRegression
+
+    frame = arrests().copy()
+    encoded = pd.get_dummies(frame[["year", "age", "checks", "colour", "sex", "employed", "citizen"]], dtype=float)
+    logit = LogisticRegression(max_iter=1000, class_weight="balanced").fit(encoded, frame["released"] == "Yes").decision_function(encoded)
+    frame["released"] = np.where(logit > np.median(logit), "Yes", "No")
+    data = write(frame, tmp_path / "boundary.csv")
+    code, document, stderr = gatewise(
+        tmp_path, "--data", str(data), "--label", "released", "--positive", "Yes", "--sensitive", "colour,sex",
+    )
+    assert code in (0, 3), stderr[-2000:]
+    robustness = gates(document)["robustness"]
+    assert not robustness["passed"], robustness["summary"]
+    assert any("max_metric_drop" in check for check in robustness["details"]["failed_checks"])
+    assert all(family["flip_rate"] <= 0.15 for family in robustness["details"]["families"].values())
