@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--split", dest="split_kind", choices=("random", "time"), help="random (stratified; default) or time (out of time, by --time)")
     run.add_argument("--config", type=Path, help="gatewise.toml (default: ./gatewise.toml if present)")
     run.add_argument("--json", action="store_true", help="print one JSON document")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr (an error is still one line)")
     run.set_defaults(handler=cmd_run)
 
     registry_commands = cli_registry.add_commands(commands)
@@ -96,22 +98,68 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings=settings, home=args.home, data_path=args.data, label=args.label, positive=args.positive,
         sensitive=sensitive, current_path=args.current,
     )
-    started = time.perf_counter()
-    dataset = preflight(request)  # bad input fails here, before Prefect starts
-    preflight_s = time.perf_counter() - started
+    from gatewise import progress
+    from gatewise.run_log import debugging, log_path, terminal
 
-    from gatewise.flows.retrain import run_retrain
-
-    outcome = run_retrain(request, dataset)
-    outcome.timings["preflight"] = round(preflight_s, 3)
-    report = run_report(args, settings, outcome)
+    # Before anything loads Prefect (execution.py's default is ERROR): INFO and up go to the run's log file.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    # stderr is the run's log file while the flow runs; progress and the one error line go here.
+    with terminal() as console, progress.using(progress.Reporter.for_stream(console, quiet=args.quiet)) as reporter:
+        started = time.perf_counter()
+        with reporter.stage("pre-flight"):
+            dataset = preflight(request)  # bad input fails here, before Prefect starts: one line, nothing made
+        preflight_s = time.perf_counter() - started
+        run_id = uuid.uuid4().hex[:12]
+        log = None if debugging() else log_path(args.home, run_id)
+        try:
+            outcome = run_flow(request, dataset, run_id, log)
+        except (Exception, KeyboardInterrupt) as exc:
+            if log is None:  # GATEWISE_DEBUG=1: Prefect's logs are on screen; main() shows the traceback
+                raise
+            reporter.close()
+            return run_failed(exc, reporter.failed_stage(), log)
+        outcome.timings["preflight"] = round(preflight_s, 3)
+        with reporter.stage("report page"):
+            report = run_report(args, settings, outcome)
     if args.json:
-        print_json({**outcome_document(outcome), "report": str(report) if report else None})
+        print_json({**outcome_document(outcome), "report": str(report) if report else None, "log": str(log) if log else None})
     else:
         print_outcome(outcome)
         if report:
             print(f"report: {report}")
+        if log:
+            print(f"log: {log}")
     return ExitCode.OK if outcome.promoted else ExitCode.BLOCKED
+
+
+def run_flow(request: Any, dataset: Any, run_id: str, log: Path | None) -> Any:
+    """The retrain flow, with Prefect's logs and anything else written to stderr in ``log``; with no
+    log (GATEWISE_DEBUG=1), on stderr."""
+    from contextlib import nullcontext
+
+    from gatewise import progress
+    from gatewise.run_log import capture
+
+    with capture(log) if log is not None else nullcontext():
+        progress.current().begin(progress.PREFECT_START)
+        from gatewise.flows.retrain import run_retrain
+
+        return run_retrain(request, dataset, run_id)
+
+
+def run_failed(exc: BaseException, stage: str | None, log: Path) -> int:
+    """One stderr line for a run that stopped inside the flow: the problem, the stage, the log file
+    (which holds the traceback). The exit code is the error's own: 2 bad input or registry, 1 otherwise."""
+    where = f"{stage}: " if stage else ""
+    text = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else ""
+    if isinstance(exc, KeyboardInterrupt):
+        print(f"gatewise: interrupted{' in ' + stage if stage else ''} (log: {log})", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    if isinstance(exc, GatewiseError):
+        print(f"gatewise: error: {where}{text} (log: {log})", file=sys.stderr)
+        return exc.exit_code
+    print(f"gatewise: internal error: {where}{type(exc).__name__}: {text} (traceback in {log})", file=sys.stderr)
+    return ExitCode.ERROR
 
 
 def run_report(args: argparse.Namespace, settings: Any, outcome: Any) -> Path | None:

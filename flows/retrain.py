@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from gatewise import progress
 from gatewise.benchmark import hardware
 from gatewise.flows import deploy, steps
 from gatewise.flows.steps import CandidateOutcome, RunOutcome, RunRequest
@@ -50,6 +51,7 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
         timings[stage] = round(timings.get(stage, 0.0) + now - clock, 3)
         clock = now
 
+    progress.current().end(progress.PREFECT_START)  # the CLI began it when it handed the run to Prefect
     registry = steps.open_registry(settings, request.home)
     try:
         if dataset is None:  # the CLI hands over the dataset its pre-flight check loaded
@@ -110,6 +112,7 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
                 "data": fingerprints,
                 "champion_version": champion.version if champion else None,
             }
+            progress.current().begin("registry")
             registered = []
             for outcome in outcomes:  # the parent comes first, so children can name it
                 version = registry.register_candidate(run_id, model, outcome.candidate)
@@ -119,16 +122,19 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
+        progress.current().end("registry")
         winner = next((o for o in registered if o.candidate.name == selection.winner), None)
         policy, looser = steps.policy_check(registry, run_id)
         if looser:  # registered and gated, but held to thresholds looser than the signed policy
             winner = None
         if winner is not None:
-            registry.promote(winner.version, reason=steps.promotion_reason(selection, winner))
+            with progress.current().stage("promotion"):
+                registry.promote(winner.version, reason=steps.promotion_reason(selection, winner))
         lap("register")
         deployments = ()
         if winner is not None:  # each deployer's outcome is signed; none can undo the promotion
-            deployments = deploy_version(registry, winner.version, settings.deploy.deployers, settings.deploy.params)
+            with progress.current().stage("deployment"):
+                deployments = deploy_version(registry, winner.version, settings.deploy.deployers, settings.deploy.params)
             lap("deploy")
         return RunOutcome(
             run_id, model, "promoted" if winner else "blocked", tuple(registered), data_gate,
@@ -154,7 +160,7 @@ def _quiet_prefect() -> Iterator[None]:
         yield
 
 
-def run_retrain(request: RunRequest, dataset: Dataset | None = None) -> RunOutcome:
+def run_retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | None = None) -> RunOutcome:
     """Run the flow in this process, on the Prefect server at PREFECT_API_URL when one is configured
     (checked first), else on Prefect's temporary local server (no server to start); the candidates'
     compressors and gates run on the [run] task runner. Inside a deployment's flow it is a subflow."""
@@ -164,7 +170,7 @@ def run_retrain(request: RunRequest, dataset: Dataset | None = None) -> RunOutco
     runner = task_runner_for(request.settings)
     start = time.perf_counter()
     with _quiet_prefect():
-        outcome = retrain.with_options(task_runner=runner)(request, dataset)
+        outcome = retrain.with_options(task_runner=runner)(request, dataset, run_id)
     timings = dict(outcome.timings)
     timings["total"] = round(time.perf_counter() - start, 3)
     timings["prefect_overhead"] = round(timings["total"] - sum(v for k, v in outcome.timings.items()), 3)

@@ -12,6 +12,7 @@ from gatewise.config import Settings, resolve_registry_url
 from gatewise.data import build_dataset, fingerprint, label_vector, read_table
 from gatewise.errors import GatewiseError, UsageError
 from gatewise.plugin_manager import load_plugins
+from gatewise.progress import staged
 from gatewise.types import Candidate, Dataset, GateResult, PluginInfo, Split, sha256_file
 
 if TYPE_CHECKING:
@@ -123,6 +124,9 @@ def preflight(request: RunRequest) -> Dataset:
     from gatewise.registry.database import probe
 
     probe(request.home, resolve_registry_url(settings=settings))  # an unreachable or corrupt registry stops us here
+    from gatewise.flows.preflight import check_registry_side
+
+    check_registry_side(request.home, resolve_registry_url(settings=settings))  # its key; a writable store
     from gatewise.flows.execution import check_task_runner
 
     check_task_runner(settings)  # a missing prefect-dask or a silent Dask scheduler, before the run
@@ -135,6 +139,7 @@ def _check_params(component: object, params: dict) -> None:
         check(dict(params))
 
 
+@staged("data gate")
 def validate_data(dataset: Dataset) -> GateResult:
     """The data gate (Great Expectations), before anything is trained."""
     from gatewise.gates import validate_dataset
@@ -142,6 +147,7 @@ def validate_data(dataset: Dataset) -> GateResult:
     return validate_dataset(dataset.frame, dataset.schema)
 
 
+@staged("split")
 def split_data(dataset: Dataset, settings: Settings) -> Split:
     from gatewise.data import split_dataset
 
@@ -165,6 +171,7 @@ def read_current(path: Path, dataset: Dataset) -> pd.DataFrame:
 # -- training, export, compression -----------------------------------------------------------
 
 
+@staged("train")
 def train_parent(settings: Settings, dataset: Dataset, split: Split) -> TrainedModel:
     from gatewise.encoding import InputSpec
 
@@ -174,6 +181,7 @@ def train_parent(settings: Settings, dataset: Dataset, split: Split) -> TrainedM
     return registered.component.train(split.train, label_vector(split.train, schema), spec, dict(settings.train.params))
 
 
+@staged("export")
 def export_parent(trained: TrainedModel, split: Split, workdir: Path) -> Candidate:
     from gatewise import __version__
     from gatewise.export import export_onnx
@@ -210,6 +218,7 @@ def chain_info(name: str) -> PluginInfo:
                       code_sha256=hashlib.sha256(joined.encode()).hexdigest())
 
 
+@staged("compress {name}")
 def compress(settings: Settings, name: str, parent: Candidate, calibration: np.ndarray, workdir: Path) -> Candidate:
     """Run one compressor, or a chain ``a+b`` (each step on the one before), in isolation: any
     failure becomes an 'errored' candidate. Each step is recorded in the output's metadata."""
@@ -277,6 +286,7 @@ def rescore_champion(champion: VersionInfo | None, artifact: Path | None, split:
     return Champion(version=champion.version, sha256=champion.sha256, scores=scores)
 
 
+@staged("gates {candidate.name}")
 def gate_candidate(
     settings: Settings, dataset: Dataset, split: Split, current: pd.DataFrame,
     candidate: Candidate, parent_scores: np.ndarray | None, champion: Champion | None,
@@ -306,6 +316,7 @@ def gate_candidate(
     return results, scores
 
 
+@staged("benchmark")
 def benchmark_candidates(settings: Settings, split: Split, outcomes: list[CandidateOutcome]) -> list[CandidateOutcome]:
     """Time every candidate with a file, one documented way, in one interleaved measurement."""
     from gatewise.benchmark import benchmark_models

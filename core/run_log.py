@@ -1,0 +1,66 @@
+"""A run's log file, ``<home>/logs/<run id>.log``: while the flow executes, everything written to the
+process's stderr lands there (Prefect's logs, tracebacks, library warnings, even those written by C
+code or by Prefect's server subprocess), and the CLI keeps the terminal for its own lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+LOG_DIR = "logs"
+DEBUG_ENV = "GATEWISE_DEBUG"
+
+
+def log_path(home: Path, run_id: str) -> Path:
+    return Path(home) / LOG_DIR / f"{run_id}.log"
+
+
+def debugging() -> bool:
+    """GATEWISE_DEBUG=1: nothing is captured, everything (Prefect's logs, tracebacks) shows as it comes."""
+    return bool(os.environ.get(DEBUG_ENV))
+
+
+def terminal() -> TextIO:
+    """A stream to where stderr points now, which stays there while ``capture`` moves stderr away."""
+    sys.stderr.flush()
+    return os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding="utf-8", errors="replace")
+
+
+@contextmanager
+def capture(path: Path) -> Iterator[Path]:
+    """Point file descriptor 2 at ``path`` (appending) for the duration; an exception escaping the
+    block leaves its traceback in the file first. gatewise's own INFO logs are written there too."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = sys.stderr.fileno()
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, fd)
+    os.close(log_fd)
+    ours = logging.getLogger("gatewise")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"))
+    level = ours.level
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False  # once, here: Prefect's root console handler would write it again
+    try:
+        yield path
+    except BaseException:
+        print("gatewise: the run stopped on this exception:", file=sys.stderr)
+        traceback.print_exc(file=sys.stderr)
+        raise
+    finally:
+        ours.removeHandler(handler)
+        ours.setLevel(level)
+        ours.propagate = True
+        sys.stderr.flush()
+        os.dup2(saved, fd)
+        os.close(saved)
