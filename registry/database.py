@@ -65,7 +65,21 @@ def make_engine(url: str, *, writable: bool) -> Engine:
             raise RegistryError(f"unsupported registry URL {display_url(url)}: use sqlite:/// or postgresql+psycopg://")
     except (ArgumentError, NoSuchModuleError) as exc:
         raise RegistryError(f"bad registry URL {display_url(url)}: {exc}") from None
+    except ImportError as exc:  # the URL's driver is an optional install
+        raise RegistryError(missing_driver(url, exc.name or str(exc))) from None
     return engine
+
+
+POSTGRES_INSTALL = "pip install 'gatewise[postgres]'"
+
+
+def missing_driver(url: str, module: str) -> str:
+    """One line: the registry URL's database driver is not installed, and how to install it."""
+    where = display_url(url)
+    if module.split(".")[0] == "psycopg":
+        return f"the registry URL {where} needs the PostgreSQL driver psycopg, which is not installed: {POSTGRES_INSTALL}"
+    return (f"the registry URL {where} needs the database driver module {module}, which is not installed: "
+            f"install it, or use a postgresql+psycopg:// URL ({POSTGRES_INSTALL})")
 
 
 def _sqlite_events(engine: Engine, writable: bool) -> None:
