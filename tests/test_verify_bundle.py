@@ -115,6 +115,7 @@ def test_a_fresh_bundle_verifies_and_tells_the_story(crypto_python, exported):
     assert "promotion of arrests:v2 (previous arrests:v1) by approver ada, gated by policy entry" in out
     assert "rollback of arrests from arrests:v2 to arrests:v1 by approver ada: complaints" in out
     assert out.strip().splitlines()[-1].startswith("OK: ")
+    assert main(["audit", "verify", str(bundle)]) == 0  # gatewise's own bundle check agrees
 
 
 def test_another_pinned_key_fails(crypto_python, exported):
