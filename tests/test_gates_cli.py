@@ -185,3 +185,102 @@ def test_a_boundary_fragile_model_is_blocked_on_its_metric_drop(tmp_path):
     assert not robustness["passed"], robustness["summary"]
     assert any("max_metric_drop" in check for check in robustness["details"]["failed_checks"])
     assert all(family["flip_rate"] <= 0.15 for family in robustness["details"]["families"].values())
+
+
+CRAFTED_PLUGIN = '''
+"""Two damaging compressors, as a third party could ship them (tests/test_gates_cli.py)."""
+import onnx
+from onnx import helper, numpy_helper
+import numpy as np
+from gatewise.hookspecs import hookimpl
+from gatewise.scoring import input_spec_of
+
+
+def _rewire(parent, output, build):
+    model = onnx.load(str(parent))
+    sigmoid = next(n for n in model.graph.node if n.op_type == "Sigmoid" and n.output[0] == model.graph.output[0].name)
+    logit = sigmoid.input[0]
+    nodes, inits, new_logit = build(model, logit)
+    sigmoid.input[0] = new_logit
+    model.graph.initializer.extend(inits)
+    position = list(model.graph.node).index(sigmoid)
+    for offset, node in enumerate(nodes):
+        model.graph.node.insert(position + offset, node)
+    onnx.save(model, str(output))
+
+
+class LogitDiv1000:
+    """Divides the last logit by 1000: every decision kept, every probability near 0.5."""
+    name = "logit_div_1000"
+
+    def compress(self, parent, output, calibration, params):
+        def build(model, logit):
+            k = numpy_helper.from_array(np.array(1000.0, dtype=np.float32), "crafted_k")
+            return [helper.make_node("Div", [logit, "crafted_k"], ["crafted_logit"])], [k], "crafted_logit"
+        _rewire(parent, output, build)
+
+
+class ShiftOneGroup:
+    """Lowers the logit of one colour group: that group is released less often."""
+    name = "shift_one_group"
+
+    def compress(self, parent, output, calibration, params):
+        spec = input_spec_of(onnx.load(str(parent), load_external_data=False), str(parent))
+        column = list(spec.columns).index("colour")
+        code = dict(spec.categorical)["colour"].index("Black") + 1.0
+
+        def build(model, logit):
+            inits = [
+                numpy_helper.from_array(np.array(column, dtype=np.int64), "crafted_column"),
+                numpy_helper.from_array(np.array(code, dtype=np.float32), "crafted_code"),
+                numpy_helper.from_array(np.array(float(params.get("delta", 0.6)), dtype=np.float32), "crafted_delta"),
+            ]
+            nodes = [
+                helper.make_node("Gather", ["features", "crafted_column"], ["crafted_group_code"], axis=1),
+                helper.make_node("Equal", ["crafted_group_code", "crafted_code"], ["crafted_in_group"]),
+                helper.make_node("Cast", ["crafted_in_group"], ["crafted_in_group_f"], to=onnx.TensorProto.FLOAT),
+                helper.make_node("Mul", ["crafted_in_group_f", "crafted_delta"], ["crafted_shift"]),
+                helper.make_node("Sub", [logit, "crafted_shift"], ["crafted_logit"]),
+            ]
+            return nodes, inits, "crafted_logit"
+        _rewire(parent, output, build)
+
+
+@hookimpl
+def gatewise_compressors():
+    return [LogitDiv1000(), ShiftOneGroup()]
+'''
+
+
+def test_compressors_that_flatten_scores_or_shift_one_group_are_blocked_against_their_parent(tmp_path):
+    """Two third-party compressors found through an entry point: one keeps every decision but
+    flattens the probabilities, the other lowers one colour group's scores."""
+    site = tmp_path / "site"
+    info = site / "gatewise_crafted-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / "gatewise_crafted.py").write_text(CRAFTED_PLUGIN)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gatewise-crafted\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[gatewise]\ncrafted = gatewise_crafted\n")
+    config = tmp_path / "crafted.toml"
+    config.write_text(CONFIG.replace("compressors = []", 'compressors = ["logit_div_1000", "shift_one_group"]'))
+    env = {**os.environ, "GATEWISE_HOME": str(tmp_path / "home"), "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    env.pop("GATEWISE_REGISTRY_URL", None)
+    done = subprocess.run([sys.executable, "-m", "gatewise.cli", "run", "--config", str(config), "--json"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, 3), done.stderr[-2000:]
+    candidates = {c["name"]: c for c in json.loads(done.stdout)["candidates"]}
+    assert candidates["logit_div_1000"]["distribution"] == "gatewise-crafted"
+    assert candidates["parent"]["passed"] and json.loads(done.stdout)["promoted"]  # the parent still ships
+
+    flat = candidates["logit_div_1000"]["gates"]
+    assert not candidates["logit_div_1000"]["passed"]
+    accuracy = flat["accuracy_regression"]["details"]
+    assert accuracy["score_fidelity"]["decisions_changed"] == 0 and accuracy["drop_vs_parent"] == 0.0
+    assert {"max_score_difference", "max_quantile_score_difference", "max_log_loss_increase"} <= set(accuracy["failed_checks"])
+    assert flat["fairness"]["passed"]  # the same decisions: fairness alone could not see it
+
+    shifted = candidates["shift_one_group"]["gates"]["fairness"]
+    assert not shifted["passed"]
+    colour = shifted["details"]["columns"]["colour"]
+    assert colour["groups"]["Black"]["selection_rate"] < colour["groups"]["Black"]["parent_selection_rate"] - 0.05
+    assert any(c.startswith("colour: demographic_parity_difference_increase_vs_parent") for c in shifted["details"]["failed_checks"])
