@@ -5,6 +5,7 @@ code or by Prefect's server subprocess), and the CLI keeps the terminal for its 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -35,17 +36,25 @@ def terminal() -> TextIO:
 
 @contextmanager
 def capture(path: Path) -> Iterator[Path]:
-    """Point file descriptor 2 at ``path`` (appending) for the duration; an exception escaping the
-    block leaves its traceback in the file first. gatewise's own INFO logs are written there too."""
+    """Point file descriptor 2 at ``path`` (appending). An exception escaping the block leaves its
+    traceback in the file first; gatewise's own INFO logs are written there during the block.
+
+    When the block ends, ``sys.stderr`` is the terminal again for the CLI's own lines, but fd 2 stays
+    on the file until the process exits: Prefect keeps logging while it shuts its temporary server
+    down at exit ("Stopping temporary server ..."), and that belongs in the log, not on the terminal.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = sys.stderr.fileno()
+    fd = sys.__stderr__.fileno()
     sys.stderr.flush()
     saved = os.dup(fd)
     log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log_fd, fd)
     os.close(log_fd)
+    sys.stderr = sys.__stderr__
+    # Registered before Prefect starts its server, so it runs after Prefect's own exit handlers.
+    atexit.register(_restore, fd, saved)
     ours = logging.getLogger("gatewise")
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(sys.__stderr__)
     handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"))
     level = ours.level
     ours.addHandler(handler)
@@ -54,13 +63,21 @@ def capture(path: Path) -> Iterator[Path]:
     try:
         yield path
     except BaseException:
-        print("gatewise: the run stopped on this exception:", file=sys.stderr)
-        traceback.print_exc(file=sys.stderr)
+        print("gatewise: the run stopped on this exception:", file=sys.__stderr__)
+        traceback.print_exc(file=sys.__stderr__)
         raise
     finally:
         ours.removeHandler(handler)
         ours.setLevel(level)
         ours.propagate = True
-        sys.stderr.flush()
+        sys.__stderr__.flush()
+        sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+
+
+def _restore(fd: int, saved: int) -> None:
+    try:
+        sys.__stderr__.flush()
         os.dup2(saved, fd)
         os.close(saved)
+    except (OSError, ValueError):
+        pass
