@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def make_demo_policy(home: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "GATEWISE_HOME": str(home)}
     env.pop("GATEWISE_REGISTRY_URL", None)
-    # STAMP=Makefile: the venv is this one, already installed; BIN: its scripts.
-    return subprocess.run(["make", "-s", "demo-policy", "STAMP=Makefile", f"BIN={Path(sys.executable).parent}"],
+    # BIN: this venv's scripts; -o: never (re)install the venv from here, whatever its stamp says.
+    return subprocess.run(["make", "-s", "demo-policy", "-o", ".venv/.installed", f"BIN={Path(sys.executable).parent}"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
