@@ -24,6 +24,7 @@ COMMANDS = {
     "registry gates": [],
     "registry history": ["arrests"],
     "registry waivers": [],
+    "registry monitoring": ["arrests"],
     "registry report": ["arrests", "-o", "{tmp}/page.html"],
     "policy show": [],
     "policy history": [],
