@@ -284,3 +284,22 @@ def test_compressors_that_flatten_scores_or_shift_one_group_are_blocked_against_
     colour = shifted["details"]["columns"]["colour"]
     assert colour["groups"]["Black"]["selection_rate"] < colour["groups"]["Black"]["parent_selection_rate"] - 0.05
     assert any(c.startswith("colour: demographic_parity_difference_increase_vs_parent") for c in shifted["details"]["failed_checks"])
+
+
+def test_an_overfit_model_with_a_large_membership_advantage_is_blocked(tmp_path):
+    """No early stopping, no weight decay, a wide MLP and many epochs: it memorizes its rare
+    training rows, and their loss gives them away."""
+    overfit = CONFIG + (
+        '\n[train.params]\nhidden = [256, 256]\nepochs = 300\nvalidation_fraction = 0\nweight_decay = 0\nlr = 0.01\n'
+    )
+    config = tmp_path / "overfit.toml"
+    config.write_text(overfit)
+    env = {**os.environ, "GATEWISE_HOME": str(tmp_path / "home")}
+    env.pop("GATEWISE_REGISTRY_URL", None)
+    done = subprocess.run([sys.executable, "-m", "gatewise.cli", "run", "--config", str(config), "--json"],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 3, done.stderr[-2000:]
+    leakage = gates(json.loads(done.stdout))["leakage"]
+    membership = leakage["details"]["membership_inference"]
+    assert "max_membership_advantage" in leakage["details"]["failed_checks"]
+    assert membership["advantage"] > 0.1 and membership["member_mean_loss"] < membership["held_out_mean_loss"]
