@@ -12,11 +12,15 @@ import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
+from gatewise import __version__
+
 LOG_DIR = "logs"
 DEBUG_ENV = "GATEWISE_DEBUG"
+STDERR_FD = 2  # the process's, whatever object sys.stderr is
 
 
 def log_path(home: Path, run_id: str) -> Path:
@@ -28,34 +32,39 @@ def debugging() -> bool:
     return bool(os.environ.get(DEBUG_ENV))
 
 
-def terminal() -> TextIO:
-    """A stream to where stderr points now, which stays there while ``capture`` moves stderr away."""
+@contextmanager
+def terminal() -> Iterator[TextIO]:
+    """A stream to where stderr points now, which stays there while ``capture`` moves fd 2 away."""
     sys.stderr.flush()
-    return os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding="utf-8", errors="replace")
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # stderr is no file (a test's capture): keep it as it is
+        yield sys.stderr
+        return
+    with os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8", errors="replace") as stream:
+        yield stream
 
 
 @contextmanager
 def capture(path: Path) -> Iterator[Path]:
-    """Point file descriptor 2 at ``path`` (appending). An exception escaping the block leaves its
-    traceback in the file first; gatewise's own INFO logs are written there during the block.
+    """Point file descriptor 2 at ``path`` (appending) for the block: Prefect's logs, its server
+    subprocess, C libraries and stray tracebacks all write there. gatewise's own INFO logs go there
+    during the block, and an exception escaping it leaves its traceback there first.
 
-    When the block ends, ``sys.stderr`` is the terminal again for the CLI's own lines, but fd 2 stays
-    on the file until the process exits: Prefect keeps logging while it shuts its temporary server
-    down at exit ("Stopping temporary server ..."), and that belongs in the log, not on the terminal.
+    Prefect keeps logging at exit, when it stops the temporary server it started during the run
+    ("Stopping temporary server ..."): its exit handlers were registered during the block, so one
+    registered at the block's end runs before them and points fd 2 at the file again.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = sys.__stderr__.fileno()
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log_fd, fd)
-    os.close(log_fd)
-    sys.stderr = sys.__stderr__
-    # Registered before Prefect starts its server, so it runs after Prefect's own exit handlers.
-    atexit.register(_restore, fd, saved)
+    with open(path, "a", encoding="utf-8") as header:
+        header.write(f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} gatewise {__version__}: {' '.join(sys.argv[1:])}\n")
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = os.dup(STDERR_FD)
+    _append_to(path, STDERR_FD)
     ours = logging.getLogger("gatewise")
-    handler = logging.StreamHandler(sys.__stderr__)
-    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"))
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"))
     level = ours.level
     ours.addHandler(handler)
     ours.setLevel(logging.INFO)
@@ -63,21 +72,22 @@ def capture(path: Path) -> Iterator[Path]:
     try:
         yield path
     except BaseException:
-        print("gatewise: the run stopped on this exception:", file=sys.__stderr__)
-        traceback.print_exc(file=sys.__stderr__)
+        with open(path, "a", encoding="utf-8") as log:  # (Prefect's logging set-up may have closed handler's file)
+            log.write("gatewise: the run stopped on this exception:\n")
+            traceback.print_exc(file=log)
         raise
     finally:
         ours.removeHandler(handler)
+        handler.close()
         ours.setLevel(level)
         ours.propagate = True
-        sys.__stderr__.flush()
-        sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
-
-
-def _restore(fd: int, saved: int) -> None:
-    try:
-        sys.__stderr__.flush()
-        os.dup2(saved, fd)
+        sys.stderr.flush()
+        os.dup2(saved, STDERR_FD)
         os.close(saved)
-    except (OSError, ValueError):
-        pass
+        atexit.register(_append_to, path, STDERR_FD)
+
+
+def _append_to(path: Path, fd: int) -> None:
+    log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, fd)
+    os.close(log_fd)
