@@ -158,7 +158,8 @@ def run_failed(exc: BaseException, stage: str | None, log: Path) -> int:
     if isinstance(exc, GatewiseError):
         print(f"gatewise: error: {where}{text} (log: {log})", file=sys.stderr)
         return exc.exit_code
-    print(f"gatewise: internal error: {where}{type(exc).__name__}: {text} (traceback in {log})", file=sys.stderr)
+    what = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    print(f"gatewise: internal error: {where}{what} (traceback in {log})", file=sys.stderr)
     return ExitCode.ERROR
 
 

@@ -32,7 +32,7 @@ class Reporter:
         self._lock = threading.Lock()
         self._origin = time.perf_counter()
         self._open: dict[str, float] = {}  # stage -> its start, seconds since the origin
-        self._failed: list[str] = []
+        self._failed: str | None = None  # the first stage that raised
         self._display: Any = None  # the rich Progress of a live display
         self._rows: dict[str, Any] = {}
         if stream is not None and live:
@@ -62,8 +62,8 @@ class Reporter:
             if started is None:
                 return
             took = time.perf_counter() - self._origin - started
-            if not ok:
-                self._failed.append(name)
+            if not ok and self._failed is None:
+                self._failed = name
             if self._display is not None:
                 self._display.update(self._rows[name], completed=1, mark="✓" if ok else "✗")
             elif self._stream is not None and ok:
@@ -84,8 +84,8 @@ class Reporter:
     def failed_stage(self) -> str | None:
         """The stage a run failed in: the first that raised, else the latest still running."""
         with self._lock:
-            if self._failed:
-                return self._failed[0]
+            if self._failed is not None:
+                return self._failed
             return max(self._open, key=self._open.__getitem__) if self._open else None
 
     def close(self) -> None:
