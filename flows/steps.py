@@ -127,9 +127,10 @@ def preflight(request: RunRequest) -> Dataset:
     from gatewise.flows.preflight import check_registry_side
 
     check_registry_side(request.home, resolve_registry_url(settings=settings))  # its key; a writable store
-    from gatewise.flows.execution import check_task_runner
+    from gatewise.flows.execution import check_configured_server, check_task_runner
 
     check_task_runner(settings)  # a missing prefect-dask or a silent Dask scheduler, before the run
+    check_configured_server()  # a PREFECT_API_URL that does not answer, before anything is created
     return dataset
 
 

@@ -201,6 +201,19 @@ def test_an_artifact_store_that_cannot_be_written_stops_the_run(tmp_path):
     assert tree(home) == before
 
 
+def test_a_configured_prefect_server_that_does_not_answer_stops_the_run(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    home = tmp_path / "home"
+    done = gatewise(home, "run", env={"PREFECT_API_URL": f"http://127.0.0.1:{port}/api"})
+    assert done.returncode == 2
+    assert f"PREFECT_API_URL=http://127.0.0.1:{port}/api is not reachable" in one_line(done)
+    assert not home.exists()  # no registry, key or log file
+
+
 # -- errors inside the flow: one line naming the stage and the log, which holds the traceback ------
 
 
