@@ -190,6 +190,18 @@ def test_a_postgresql_url_without_its_driver_names_the_install_command(tmp_path)
     assert not home.exists() and not (tmp_path / "prefect").exists()
 
 
+def test_every_command_names_a_missing_driver_in_one_line(home, capsys):
+    import importlib.util
+
+    from gatewise.cli import main
+
+    if importlib.util.find_spec("pg8000") is not None:
+        pytest.skip("pg8000 is installed here: its URL cannot show a missing driver")
+    assert main(["registry", "ls", "--url", "postgresql+pg8000://gatewise@127.0.0.1:1/gatewise"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "driver module pg8000, which is not installed" in err and "gatewise[postgres]" in err
+
+
 def test_an_artifact_store_that_cannot_be_written_stops_the_run(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
