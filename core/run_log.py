@@ -84,7 +84,14 @@ def capture(path: Path) -> Iterator[Path]:
         sys.stderr.flush()
         os.dup2(saved, STDERR_FD)
         os.close(saved)
-        atexit.register(_append_to, path, STDERR_FD)
+        atexit.register(_back_at_exit, path)
+
+
+def _back_at_exit(path: Path) -> None:
+    try:
+        _append_to(path, STDERR_FD)
+    except OSError:  # the home went away meanwhile (a test's temporary folder): stderr stays as it is
+        pass
 
 
 def _append_to(path: Path, fd: int) -> None:
