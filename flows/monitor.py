@@ -6,22 +6,16 @@ Deployable as ``gatewise.flows.monitor:monitor``: every parameter is plain JSON.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from gatewise.flows import monitor_steps as steps
+from gatewise.flows.execution import apply_prefect_defaults
 from gatewise.flows.monitor_steps import MonitorOutcome, MonitorRequest
 
-# Prefect reads these when it is first imported; a user's own values win (as flows/retrain.py).
-for _key, _value in {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
-    "PREFECT_LOGGING_LEVEL": "ERROR",
-}.items():
-    os.environ.setdefault(_key, _value)
+apply_prefect_defaults()  # before Prefect is first imported, as flows/retrain.py
 
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
