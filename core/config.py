@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, ValidationError
 
 from gatewise.errors import UsageError
 from gatewise.policy import GatePolicy
@@ -45,6 +45,8 @@ class TrainSettings(_Strict):
 class CompressSettings(_Strict):
     compressors: tuple[str, ...] = Field(("graph_optimize", "int8_dynamic", "int8_static", "distill+graph_optimize"), description="Compressor plugins to run on the exported parent, by name.")
     params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Parameters per compressor name.")
+    timeout_s: PositiveFloat = Field(300.0, description="Seconds one compressor may run in its own process before it is killed and its candidate recorded as errored; a chain 'a+b' gets the sum of its steps' limits.")
+    timeouts: dict[str, PositiveFloat] = Field(default_factory=dict, description="Per-compressor (or per-chain entry) overrides of timeout_s, in seconds.")
 
 
 class SelectSettings(_Strict):

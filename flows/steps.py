@@ -112,6 +112,9 @@ def preflight(request: RunRequest) -> Dataset:
     for name in settings.compress.params:
         if name not in steps_used:
             raise UsageError(f"[compress.params.{name}] configures a compressor that is not in [compress] compressors")
+    for name in settings.compress.timeouts:
+        if name not in steps_used and name not in settings.compress.compressors:
+            raise UsageError(f"[compress.timeouts] {name}: not a compressor or chain in [compress] compressors")
     from gatewise.flows.deploy import check_deployers
 
     check_deployers(settings.deploy.deployers, settings.deploy.params, plugins)
@@ -225,7 +228,11 @@ def compress(settings: Settings, name: str, parent: Candidate, calibration: np.n
     failure becomes an 'errored' candidate. Each step is recorded in the output's metadata."""
     from gatewise.scoring import OnnxScorer
 
-    steps = [(step, load_plugins().get("compressor", step)) for step in chain_steps(name)]  # unknown: raised
+    from gatewise.flows.isolation import IsolatedFailure, Step, check_signature, run_isolated
+
+    plugins = load_plugins()
+    steps = [Step(step, plugins.get("compressor", step).component, plugins.get("compressor", step).info,
+                  dict(settings.compress.params.get(step, {}))) for step in chain_steps(name)]  # unknown: raised
     info = chain_info(name)
     # Each compressor gets a folder and a copy of the parent of its own: quantizers write
     # temporary files beside their input, and compressors run in parallel.
@@ -235,28 +242,35 @@ def compress(settings: Settings, name: str, parent: Candidate, calibration: np.n
     shutil.copyfile(parent.onnx_path, source)
     path = own / f"{name}.onnx"
     try:
-        for index, (step, registered) in enumerate(steps):
-            target = path if index == len(steps) - 1 else own / f"step{index + 1}-{step}.onnx"
-            params = dict(settings.compress.params.get(step, {}))
-            registered.component.compress(source, target, calibration, dict(params))
-            if not target.exists():
-                raise GatewiseError(f"{step} wrote no file at {target.name}")
-            _record_step(source, target, registered.info, params)
-            source = target
+        overhead = run_isolated(steps, source, path, own, calibration, compress_timeout(settings, name))
+        log.info("compressor %s: process start and hand-over took %.2f s", name, overhead)
+        check_signature(parent.onnx_path, path)
         scores = OnnxScorer(path).predict_encoded(calibration[:64])
         if scores.shape != (min(64, len(calibration)),):
             raise GatewiseError(f"model output has shape {scores.shape}, expected one score per row")
     except Exception as exc:  # noqa: BLE001 - producers are isolated by design
         log.warning("compressor %s failed: %s", name, exc)
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        return Candidate(name=name, plugin=info, status="errored", parent=parent.name, error=message)
+        message = str(exc) if isinstance(exc, IsolatedFailure) else f"{type(exc).__name__}: {exc}"
+        message = message.splitlines()[0][:500] if message else type(exc).__name__
+        detail = getattr(exc, "detail", "")
+        return Candidate(name=name, plugin=info, status="errored", parent=parent.name,
+                         error=f"{message}\n{detail}".rstrip() if detail else message)
     return Candidate(
         name=name, plugin=info, status="ok", onnx_path=path, sha256=sha256_file(path),
         parent=parent.name, size_bytes=path.stat().st_size,
     )
 
 
-def _record_step(source: Path, target: Path, plugin: PluginInfo, params: dict[str, Any]) -> None:
+def compress_timeout(settings: Settings, name: str) -> float:
+    """Seconds the entry ``name`` may run: its own [compress] timeouts entry, else the sum of its
+    steps' (each step's entry or [compress] timeout_s)."""
+    timeouts = settings.compress.timeouts
+    if name in timeouts:
+        return timeouts[name]
+    return sum(timeouts.get(step, settings.compress.timeout_s) for step in chain_steps(name))
+
+
+def record_step(source: Path, target: Path, plugin: PluginInfo, params: dict[str, Any]) -> None:
     """Append one entry for this step to the target's compression record (gatewise.lineage):
     the plugin's name, version, distribution and code hash, the params, and what the compressor
     itself wrote about the step, if anything."""
