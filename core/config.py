@@ -49,6 +49,10 @@ class CompressSettings(_Strict):
     timeouts: dict[str, PositiveFloat] = Field(default_factory=dict, description="Per-compressor (or per-chain entry) overrides of timeout_s, in seconds.")
 
 
+class PluginSettings(_Strict):
+    disable: tuple[str, ...] = Field((), description="Entry-point plugins not to load, by entry-point or distribution name (like pytest's -p no:NAME); $GATEWISE_DISABLE_PLUGIN_AUTOLOAD=1 loads none.")
+
+
 class SelectSettings(_Strict):
     objective: Literal["latency", "throughput", "size", "weighted"] = Field("latency", description="What picks the winner among candidates that passed every gate: batch-1 p50 latency, large-batch throughput, file size, or a weighted sum of the three as ratios to the parent (docs/optimization.md).")
     weights: dict[Literal["latency", "throughput", "size"], NonNegativeFloat] = Field(default_factory=lambda: {"latency": 1.0, "size": 0.5}, description="Weights of the 'weighted' objective: each figure's ratio to the parent's is multiplied by its weight.")
@@ -88,6 +92,7 @@ class Settings(_Strict):
     split: SplitSettings = Field(default_factory=SplitSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     compress: CompressSettings = Field(default_factory=CompressSettings)
+    plugins: PluginSettings = Field(default_factory=PluginSettings)
     select: SelectSettings = Field(default_factory=SelectSettings)
     gates: GatePolicy = Field(default_factory=GatePolicy)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)

@@ -103,7 +103,7 @@ def preflight(request: RunRequest) -> Dataset:
 
     Bad input fails here in well under a second, with one line, and nothing is recorded.
     """
-    plugins = load_plugins()
+    plugins = load_plugins(request.settings.plugins.disable)
     settings = request.settings
     _check_params(plugins.get("trainer", settings.train.trainer).component, settings.train.params)
     steps_used = {step for name in settings.compress.compressors for step in chain_steps(name)}
