@@ -87,6 +87,7 @@ def _child(send: Any, steps: list[Step], source: Path, path: Path, own: Path, ca
             step.component.compress(source, target, calibration, dict(step.params))
             if not target.exists():
                 raise GatewiseError(f"{step.name} wrote no file at {target.name}")
+            check_valid(target)
             record_step(source, target, step.info, step.params)
             source = target
     except BaseException as exc:  # noqa: BLE001 - the parent records it
@@ -97,14 +98,21 @@ def _child(send: Any, steps: list[Step], source: Path, path: Path, own: Path, ca
         send.close()
 
 
+def check_valid(path: Path) -> None:
+    """The file is a model the ONNX checker accepts."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as exc:  # noqa: BLE001 - any checker failure is an invalid model
+        raise GatewiseError(f"invalid ONNX model: {str(exc).splitlines()[0][:300]}") from None
+
+
 def check_signature(parent: Path, child: Path) -> None:
     """A valid ONNX model whose inputs and outputs keep the parent's names, element types and ranks."""
     import onnx
 
-    try:
-        onnx.checker.check_model(str(child))
-    except Exception as exc:  # noqa: BLE001 - any checker failure is an invalid model
-        raise GatewiseError(f"invalid ONNX model: {str(exc).splitlines()[0][:300]}") from None
+    check_valid(child)
 
     def signature(path: Path) -> tuple[list[tuple], list[tuple]]:
         graph = onnx.load(str(path), load_external_data=False).graph

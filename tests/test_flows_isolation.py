@@ -1,0 +1,125 @@
+"""Each compressor runs in a process of its own: one that hangs is cut at its timeout, one that
+crashes, kills its process or hands back a model that does not fit its parent is an errored
+candidate with the reason (and the traceback), and the others go on."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import time
+
+import onnx
+import pytest
+
+from gatewise.config import parse_settings
+from gatewise.flows.steps import EXPORT_PLUGIN, compress, compress_timeout
+from gatewise.plugin_manager import Registered, load_plugins
+from gatewise.types import Candidate, PluginInfo, sha256_file
+from test_plugins_support import crafted_parent
+
+
+class Hangs:
+    name = "hangs"
+
+    def compress(self, parent, output, calibration, params):
+        time.sleep(600)
+
+
+def explode_deep_inside():
+    raise RuntimeError("boom in a helper")
+
+
+class Crashes:
+    name = "crashes"
+
+    def compress(self, parent, output, calibration, params):
+        explode_deep_inside()
+
+
+class KillsItsProcess:
+    name = "kills"
+
+    def compress(self, parent, output, calibration, params):
+        os._exit(9)
+
+
+class RenamesTheInput:
+    name = "renames"
+
+    def compress(self, parent, output, calibration, params):
+        model = onnx.load(str(parent))
+        old = model.graph.input[0].name
+        model.graph.input[0].name = "renamed"
+        for node in model.graph.node:
+            node.input[:] = ["renamed" if i == old else i for i in node.input]
+        onnx.save(model, str(output))
+
+
+class WritesGarbage:
+    name = "garbage"
+
+    def compress(self, parent, output, calibration, params):
+        output.write_bytes(b"not an onnx model")
+
+
+class Copies:
+    name = "copies"
+
+    def compress(self, parent, output, calibration, params):
+        shutil.copyfile(parent, output)
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory):
+    return crafted_parent(tmp_path_factory.mktemp("isolation"), {"hidden": [8], "epochs": 2, "validation_fraction": 0})
+
+
+@pytest.fixture
+def registered(monkeypatch):
+    components = load_plugins()._components["compressor"]
+    for component in (Hangs(), Crashes(), KillsItsProcess(), RenamesTheInput(), WritesGarbage(), Copies()):
+        info = PluginInfo(component.name, "1.0", "thirdparty", "0" * 64)
+        monkeypatch.setitem(components, component.name, Registered(component, info))
+
+
+def run(parent, tmp_path, name, **compress_settings):
+    settings = parse_settings({"compress": {"compressors": [name], **compress_settings}})
+    candidate = Candidate(name="parent", plugin=EXPORT_PLUGIN, status="ok", onnx_path=parent.path, sha256=sha256_file(parent.path))
+    return compress(settings, name, candidate, parent.calibration, tmp_path)
+
+
+def test_a_hanging_compressor_is_killed_at_its_timeout_and_leaves_no_process(parent, tmp_path, registered):
+    started = time.monotonic()
+    child = run(parent, tmp_path, "hangs", timeouts={"hangs": 3})
+    assert child.status == "errored" and child.error.startswith("timed out after 3 s")
+    assert time.monotonic() - started < 60
+    assert multiprocessing.active_children() == []
+
+
+def test_a_crashing_compressor_keeps_its_traceback(parent, tmp_path, registered):
+    child = run(parent, tmp_path, "crashes")
+    first, *trace = child.error.splitlines()
+    assert first == "RuntimeError: boom in a helper"
+    assert any("explode_deep_inside" in line for line in trace) and trace[0].startswith("Traceback")
+
+
+def test_a_compressor_that_kills_its_process_is_errored(parent, tmp_path, registered):
+    child = run(parent, tmp_path, "kills")
+    assert child.status == "errored" and child.error == "its process died with exit code 9 before it finished"
+
+
+def test_an_invalid_model_or_a_changed_signature_is_errored(parent, tmp_path, registered):
+    garbage = run(parent, tmp_path, "garbage")
+    assert garbage.status == "errored" and garbage.error.startswith("GatewiseError: invalid ONNX model")
+    renamed = run(parent, tmp_path, "renames")
+    assert renamed.status == "errored" and "the model's signature changed" in renamed.error and "renamed" in renamed.error
+
+
+def test_a_chain_runs_in_one_process_and_its_steps_timeouts_add_up(parent, tmp_path, registered):
+    child = run(parent, tmp_path, "copies+int8_dynamic")
+    assert child.status == "ok", child.error
+    settings = parse_settings({"compress": {"compressors": ["copies+hangs"], "timeout_s": 10, "timeouts": {"hangs": 2}}})
+    assert compress_timeout(settings, "copies+hangs") == 12
+    settings = parse_settings({"compress": {"compressors": ["copies+hangs"], "timeouts": {"copies+hangs": 5}}})
+    assert compress_timeout(settings, "copies+hangs") == 5
