@@ -279,7 +279,7 @@ def print_outcome(outcome: Any) -> None:
               f"onnxruntime {h['onnxruntime']} {h['provider']}, {h['intra_op_threads']} intra-op threads")
     for o in outcome.candidates:
         if o.candidate.status != "ok":
-            print(f"{o.candidate.name}: errored: {o.candidate.error}")
+            print(f"{o.candidate.name}: errored: {(o.candidate.error or '').partition(chr(10))[0]}")  # the traceback stays in --json and the registry
         for r in o.results:
             if not r.passed:
                 print(f"{o.candidate.name}: {r.gate} failed: {failing_summary(r.summary)}")

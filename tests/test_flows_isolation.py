@@ -123,3 +123,80 @@ def test_a_chain_runs_in_one_process_and_its_steps_timeouts_add_up(parent, tmp_p
     assert compress_timeout(settings, "copies+hangs") == 12
     settings = parse_settings({"compress": {"compressors": ["copies+hangs"], "timeouts": {"copies+hangs": 5}}})
     assert compress_timeout(settings, "copies+hangs") == 5
+
+
+THIRD_PARTY = '''
+import os
+import time
+
+from gatewise.hookspecs import hookimpl
+
+
+def explode_deep_inside():
+    raise RuntimeError("boom in a helper")
+
+
+class Hangs:
+    name = "hangs"
+
+    def compress(self, parent, output, calibration, params):
+        with open(os.environ["HANG_PID_FILE"], "w") as pid:
+            pid.write(str(os.getpid()))
+        time.sleep(600)
+
+
+class Crashes:
+    name = "crashes"
+
+    def compress(self, parent, output, calibration, params):
+        explode_deep_inside()
+
+
+@hookimpl
+def gatewise_compressors():
+    return [Hangs(), Crashes()]
+'''
+
+RUN_CONFIG = """
+[compress]
+compressors = ["hangs", "crashes", "int8_dynamic"]
+timeouts = { hangs = 5 }
+
+[gates.fairness]
+max_demographic_parity_difference = 0.45
+max_equalized_odds_difference = 0.45
+"""
+
+
+def test_through_the_cli_a_hanging_and_a_crashing_plugin_are_recorded_while_the_others_are_gated_and_one_promoted(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    info = site / "gatewise_unruly-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / "gatewise_unruly.py").write_text(THIRD_PARTY)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gatewise-unruly\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[gatewise]\nunruly = gatewise_unruly\n")
+    config = tmp_path / "gatewise.toml"
+    config.write_text(RUN_CONFIG)
+    pid_file = tmp_path / "hang.pid"
+    env = {**os.environ, "GATEWISE_HOME": str(tmp_path / "home"), "HANG_PID_FILE": str(pid_file),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    env.pop("GATEWISE_REGISTRY_URL", None)
+    done = subprocess.run([sys.executable, "-m", "gatewise.cli", "run", "--config", str(config), "--json"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads(done.stdout)
+    candidates = {c["name"]: c for c in document["candidates"]}
+    assert candidates["hangs"]["status"] == "errored" and candidates["hangs"]["error"].startswith("timed out after 5 s")
+    assert candidates["crashes"]["status"] == "errored" and "explode_deep_inside" in candidates["crashes"]["error"]
+    assert candidates["crashes"]["distribution"] == "gatewise-unruly"
+    assert candidates["int8_dynamic"]["passed"] and candidates["parent"]["passed"] and document["promoted"]
+    hung = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):  # killed and reaped: no orphan left behind
+        os.kill(hung, 0)
+    verify = subprocess.run([sys.executable, "-m", "gatewise.cli", "registry", "verify"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
