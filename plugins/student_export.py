@@ -14,6 +14,8 @@ from gatewise.lineage import TRAINING_KEY, append_compression_record, read_metad
 # process-wide annotation dict that torch's own optimizer calls (zero_grad) also edit, so a
 # fine-tune in one thread broke an export in another (KeyError: 'custom'). The retraining
 # compressors hold this lock for all their torch work; ONNX Runtime's quantizers still run alongside.
+# The flow now runs each compressor in a process of its own (gatewise.flows.isolation), so across
+# compressors the lock guards nothing; it stays, uncontended, for callers that run two in one process.
 TORCH_LOCK = threading.RLock()
 
 
