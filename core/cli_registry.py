@@ -99,7 +99,7 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     fields = [
         ("version", shown["version"]),
-        ("status", shown["status"] + (f" ({shown['error']})" if shown["error"] else "")),
+        ("status", shown["status"] + (f" ({shown['error'].partition(chr(10))[0]})" if shown["error"] else "")),
         ("production", "yes" if shown["production"] else "no"),
         ("sha256", shown["sha256"] or "-"),
         ("size", f"{shown['size_bytes']} bytes" if shown["size_bytes"] is not None else "-"),
@@ -114,6 +114,8 @@ def _show(args: argparse.Namespace) -> int:
     width = max(len(name) for name, _ in fields)
     for name, value in fields:
         print(f"{name:<{width}}  {value}")
+    if shown["error"] and "\n" in shown["error"]:  # an isolated compressor's traceback, kept as evidence
+        print(shown["error"].partition("\n")[2])
     print()
     print_lineage(shown["lineage"])
     print()

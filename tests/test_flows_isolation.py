@@ -197,6 +197,10 @@ def test_through_the_cli_a_hanging_and_a_crashing_plugin_are_recorded_while_the_
     hung = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):  # killed and reaped: no orphan left behind
         os.kill(hung, 0)
+    shown = subprocess.run([sys.executable, "-m", "gatewise.cli", "registry", "show", candidates["crashes"]["version"]],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    assert "errored (RuntimeError: boom in a helper)" in shown.stdout and "explode_deep_inside" in shown.stdout
     verify = subprocess.run([sys.executable, "-m", "gatewise.cli", "registry", "verify"], env=env,
                             capture_output=True, text=True, timeout=300)
     assert verify.returncode == 0, verify.stdout + verify.stderr
