@@ -27,6 +27,10 @@ STAGE_LINE = re.compile(r"^gatewise: (?P<stage>.+): \d+\.\d s \(started at \+\d+
 def gatewise(home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     full = {**os.environ, "GATEWISE_HOME": str(home), **(env or {})}
     full.pop("GATEWISE_DEBUG", None)
+    # An earlier test in this process may have imported the flows, whose Prefect defaults set
+    # PREFECT_LOGGING_LEVEL in os.environ: a user's own value, to a child. Start from none.
+    if "PREFECT_LOGGING_LEVEL" not in (env or {}):
+        full.pop("PREFECT_LOGGING_LEVEL", None)
     if "GATEWISE_REGISTRY_URL" not in (env or {}):
         full.pop("GATEWISE_REGISTRY_URL", None)
     return subprocess.run([sys.executable, "-m", "gatewise.cli", *args], env=full, capture_output=True, text=True, timeout=timeout)
