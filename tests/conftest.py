@@ -18,3 +18,26 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("GATEWISE_HOME", str(home))
     monkeypatch.delenv("GATEWISE_REGISTRY_URL", raising=False)
     return home
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Stop whatever servers the tests left running: the session's `prefect server start` and the
+    temporary Prefect servers of flows run in this process are children of it. SIGTERM, then
+    SIGKILL, bounded; nothing outlives the test session."""
+    try:
+        import psutil
+    except ImportError:  # psutil comes with the dev extra (distributed); without it, nothing to reap
+        return
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        try:
+            child.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(children, timeout=10)
+    for child in alive:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
