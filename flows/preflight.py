@@ -24,33 +24,25 @@ def check_signing_key(home: Path, url: str | None) -> None:
     """A registry with entries must be signed on with one of its own active pipeline keys: a run
     with another key file would fail after Prefect started, and a missing key file would be
     replaced by a new key that the registry refuses. A registry not created yet passes."""
-    from gatewise.registry.database import db_errors, display_url, has_ledger, make_engine, resolve_url, sqlite_path
+    from gatewise.registry.database import display_url, existing_engine, resolve_url
     from gatewise.registry.keyring import ensure_key
     from gatewise.registry.keys import key_path, read_key
     from gatewise.registry.signed import SignedLedger
 
-    url = resolve_url(home, url)
-    db_file = sqlite_path(url)
-    if db_file is not None and not db_file.exists():
-        return
-    engine = make_engine(url, writable=False)
-    try:
-        with db_errors(url):
-            if not has_ledger(engine):
+    with existing_engine(home, url) as engine:
+        if engine is None:
+            return
+        with engine.connect() as conn:
+            keys = list(SignedLedger(conn).keyring.keys)
+            if not keys:
                 return
-            with engine.connect() as conn:
-                keys = list(SignedLedger(conn).keyring.keys)
-                if not keys:
-                    return
-                path = key_path(home)
-                if not path.exists():
-                    raise RegistryError(
-                        f"no signing key at {path}, but the registry at {display_url(url)} already has entries "
-                        f"(its keys: {', '.join(k[:16] for k in keys)}): restore the key file it was created with"
-                    )
-                ensure_key(conn, read_key(path, "signing key"))
-    finally:
-        engine.dispose()
+            path = key_path(home)
+            if not path.exists():
+                raise RegistryError(
+                    f"no signing key at {path}, but the registry at {display_url(resolve_url(home, url))} already has "
+                    f"entries (its keys: {', '.join(k[:16] for k in keys)}): restore the key file it was created with"
+                )
+            ensure_key(conn, read_key(path, "signing key"))
 
 
 def check_writable(directory: Path, what: str, error: type[Exception]) -> None:

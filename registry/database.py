@@ -144,18 +144,27 @@ def has_ledger(engine: Engine) -> bool:
     return inspect(engine).has_table("ledger")
 
 
+@contextmanager
+def existing_engine(home: Path, url: str | None) -> Iterator[Engine | None]:
+    """A read-only engine on the registry, creating nothing; None where no registry exists yet
+    (no SQLite file, or no ledger table). Driver errors become one RegistryError line."""
+    url = resolve_url(home, url)
+    db_file = sqlite_path(url)
+    if db_file is not None and not db_file.exists():
+        yield None
+        return
+    engine = make_engine(url, writable=False)
+    try:
+        with db_errors(url):
+            yield engine if has_ledger(engine) else None
+    finally:
+        engine.dispose()
+
+
 def probe(home: Path, url: str | None) -> None:
     """Check, creating nothing, that the registry can be opened: a reachable server, a sound file.
 
     A SQLite file that does not exist yet passes: the first run creates it.
     """
-    url = resolve_url(home, url)
-    db_file = sqlite_path(url)
-    if db_file is not None and not db_file.exists():
-        return
-    engine = make_engine(url, writable=False)
-    try:
-        with db_errors(url):
-            has_ledger(engine)
-    finally:
-        engine.dispose()
+    with existing_engine(home, url):
+        pass
