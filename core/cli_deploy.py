@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gatewise.cli_common import open_registry, print_json
+from gatewise.cli_common import open_registry, print_json, registry_options
 from gatewise.errors import ExitCode, UsageError
 
 VERIFY = "verify"
@@ -40,9 +40,7 @@ def add_commands(subparsers: Any, registry_subparsers: Any) -> None:
     deploy.add_argument("--config", type=Path, help="gatewise.toml (default: ./gatewise.toml if present)")
     deploy.add_argument("--trusted-key", action="append", default=[], metavar="KEYID",
                         help="with verify: fail unless the bundle's first key is this key id (repeatable)")
-    deploy.add_argument("--json", action="store_true", help="print one JSON document")
-    deploy.add_argument("--url", default=None, help="registry database URL (default: $GATEWISE_REGISTRY_URL, else [registry] url "
-                        "in ./gatewise.toml, else <home>/registry.db)")
+    registry_options(deploy)
     deploy.set_defaults(handler=_deploy)
 
 

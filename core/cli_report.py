@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gatewise.cli_common import open_registry, print_json
+from gatewise.cli_common import open_registry, print_json, registry_options
 from gatewise.errors import ExitCode
 
 
@@ -25,9 +25,7 @@ def add_commands(subparsers: Any, registry_subparsers: Any) -> None:
     )
     report.add_argument("run_id", metavar="RUN", help="the run id `gatewise run` printed")
     report.add_argument("-o", "--output", type=Path, metavar="FILE", help="where to write (default: <home>/reports/run-RUN.html)")
-    report.add_argument("--url", default=None, help="registry database URL (default: $GATEWISE_REGISTRY_URL, else [registry] url "
-                        "in ./gatewise.toml, else <home>/registry.db)")
-    report.add_argument("--json", action="store_true", help="print one JSON document")
+    registry_options(report)
     report.set_defaults(handler=_report)
 
 
