@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 # Operators that compute activation scales from the batch they are given (dynamic quantization):
 # a model holding one scores each row alone, so that a row's score never depends on the rows
 # scored with it, in the gates and in the server alike (docs/serving.md).
+# The ONNX models output P(positive); the gates and the server decide at this threshold.
+DECISION_THRESHOLD = 0.5
 BATCH_DEPENDENT_OPS = frozenset({"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM"})
 
 

@@ -80,7 +80,7 @@ def create_app(follower: ModelFollower, options: ServeOptions, metrics: ServingM
     from fastapi.responses import JSONResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST
 
-    from gatewise.gates.metrics import DECISION_THRESHOLD
+    from gatewise.scoring import DECISION_THRESHOLD
     from gatewise.serving_batcher import MicroBatcher
     from gatewise.serving_inputs import InputLog, inputs_dir
 

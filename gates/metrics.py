@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from gatewise.scoring import DECISION_THRESHOLD  # every gate judges the decision the server makes
+
 if TYPE_CHECKING:
     import numpy as np
 
-# The ONNX models output P(positive); every gate judges the decision a server would make.
-DECISION_THRESHOLD = 0.5
 BOOTSTRAP_SEED = 20240601
 # Probabilities are clipped this far from 0 and 1 for log-loss, so one confident miss is finite.
 LOG_LOSS_EPS = 1e-6
