@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,23 @@ class PluginInfo:
     version: str
     distribution: str
     code_sha256: str
+
+    def record(self) -> dict[str, Any]:
+        """The JSON-ready record signed wherever a component's work is recorded (candidates,
+        run entries, compression steps, deployments): every field, so new provenance fields
+        reach every signed record through this one method."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def chain(cls, name: str, infos: list[PluginInfo]) -> PluginInfo:
+        """One record for a chain ``a+b``: names, versions and distributions joined by '+', and a
+        sha256 over the steps' code hashes in order. A single step keeps its own record."""
+        if len(infos) == 1:
+            return infos[0]
+        joined = "".join(i.code_sha256 for i in infos)
+        return cls(name=name, version="+".join(i.version for i in infos),
+                   distribution="+".join(dict.fromkeys(i.distribution for i in infos)),
+                   code_sha256=hashlib.sha256(joined.encode()).hexdigest())
 
 
 CandidateStatus = Literal["ok", "errored"]

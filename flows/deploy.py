@@ -98,7 +98,7 @@ def deploy_version(
             log.info("deployer %s failed for %s: %s", name, version, detail["error"])
         entry = record_deployment(
             registry, version, target=target, outcome=outcome, detail=detail,
-            deployer={"name": info.name, "version": info.version, "distribution": info.distribution, "code_sha256": info.code_sha256},
+            deployer=info.record(),
         )
         outcomes.append(DeploymentOutcome(name, version, target, outcome, detail, entry))
     return tuple(outcomes)

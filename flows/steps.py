@@ -211,15 +211,7 @@ def chain_steps(name: str) -> list[str]:
 def chain_info(name: str) -> PluginInfo:
     """One plugin record for a chain: the step names, versions and distributions joined by '+',
     and a sha256 over the steps' code hashes in order. A single compressor keeps its own record."""
-    import hashlib
-
-    infos = [load_plugins().get("compressor", step).info for step in chain_steps(name)]
-    if len(infos) == 1:
-        return infos[0]
-    joined = "".join(i.code_sha256 for i in infos)
-    return PluginInfo(name=name, version="+".join(i.version for i in infos),
-                      distribution="+".join(dict.fromkeys(i.distribution for i in infos)),
-                      code_sha256=hashlib.sha256(joined.encode()).hexdigest())
+    return PluginInfo.chain(name, [load_plugins().get("compressor", step).info for step in chain_steps(name)])
 
 
 @staged("compress {name}")
@@ -278,8 +270,8 @@ def record_step(source: Path, target: Path, plugin: PluginInfo, params: dict[str
 
     before, after = read_compression_record(source), read_compression_record(target)
     said = after[len(before)] if len(after) == len(before) + 1 and after[: len(before)] == before else None
-    step = {"compressor": plugin.name, "plugin": {"version": plugin.version, "distribution": plugin.distribution,
-            "code_sha256": plugin.code_sha256}, "params": params, "detail": said}
+    record = {k: v for k, v in plugin.record().items() if k != "name"}
+    step = {"compressor": plugin.name, "plugin": record, "params": params, "detail": said}
     write_metadata(target, COMPRESSION_KEY, before + [step])
 
 
@@ -413,9 +405,7 @@ def plugin_records(settings: Settings) -> list[dict[str, str]]:
     chosen = [("trainer", settings.train.trainer)] + [("compressor", n) for n in steps]
     records = []
     for kind, name in chosen:
-        info = plugins.get(kind, name).info
-        records.append({"kind": kind, "name": info.name, "version": info.version,
-                        "distribution": info.distribution, "code_sha256": info.code_sha256})
+        records.append({"kind": kind, **plugins.get(kind, name).info.record()})
     return records
 
 

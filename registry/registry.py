@@ -297,12 +297,7 @@ class Registry:
                     "status": candidate.status,
                     "artifact": artifact,
                     "error": error,
-                    "plugin": {
-                        "name": plugin.name,
-                        "version": plugin.version,
-                        "distribution": plugin.distribution,
-                        "code_sha256": plugin.code_sha256,
-                    },
+                    "plugin": plugin.record(),
                     "parent": parent,
                 },
             )
