@@ -55,14 +55,34 @@ class Split:
     test_fingerprint: str
 
 
+def _runtime(name: str) -> Any:
+    def version() -> str:
+        from gatewise.provenance import runtime_versions
+
+        return runtime_versions()[name]
+
+    return field(default_factory=version)
+
+
 @dataclass(frozen=True)
 class PluginInfo:
-    """Where a component came from, recorded with every candidate it produces."""
+    """Where a component came from, recorded with every candidate it produces.
+
+    ``code_sha256`` hashes the component's own module source; ``distribution_sha256`` the whole
+    installed distribution (gatewise.provenance.distribution_sha256); ``plugin_api`` is the plugin
+    API it declares ("" when undeclared). The versions of gatewise, onnx and onnxruntime are those
+    of the process that built the record (gatewise.provenance.runtime_versions).
+    """
 
     name: str
     version: str
     distribution: str
     code_sha256: str
+    distribution_sha256: str = ""
+    plugin_api: str = ""
+    gatewise_version: str = _runtime("gatewise")
+    onnx_version: str = _runtime("onnx")
+    onnxruntime_version: str = _runtime("onnxruntime")
 
     def record(self) -> dict[str, Any]:
         """The JSON-ready record signed wherever a component's work is recorded (candidates,
@@ -72,17 +92,30 @@ class PluginInfo:
 
     @classmethod
     def chain(cls, name: str, infos: list[PluginInfo]) -> PluginInfo:
-        """One record for a chain ``a+b``: names, versions and distributions joined by '+', and a
-        sha256 over the steps' code hashes in order. A single step keeps its own record."""
+        """One record for a chain ``a+b``. A single step keeps its own record. Otherwise: names,
+        versions, distributions and plugin APIs joined by '+' (distributions and APIs each once,
+        in order); a sha256 over the steps' code hashes in order; the one distribution's digest
+        when every step comes from one distribution, else a sha256 over each distribution's digest
+        once, in order; the runtime versions each once (one process builds every step's record,
+        so they are one value)."""
         if len(infos) == 1:
             return infos[0]
+
+        def once(values: Any) -> str:
+            return "+".join(dict.fromkeys(values))
+
         joined = "".join(i.code_sha256 for i in infos)
+        digests = list(dict.fromkeys((i.distribution, i.distribution_sha256) for i in infos).keys())
+        dist_sha256 = digests[0][1] if len(digests) == 1 else hashlib.sha256("".join(d for _, d in digests).encode()).hexdigest()
         return cls(name=name, version="+".join(i.version for i in infos),
-                   distribution="+".join(dict.fromkeys(i.distribution for i in infos)),
-                   code_sha256=hashlib.sha256(joined.encode()).hexdigest())
+                   distribution=once(i.distribution for i in infos),
+                   code_sha256=hashlib.sha256(joined.encode()).hexdigest(),
+                   distribution_sha256=dist_sha256, plugin_api=once(i.plugin_api for i in infos),
+                   gatewise_version=once(i.gatewise_version for i in infos), onnx_version=once(i.onnx_version for i in infos),
+                   onnxruntime_version=once(i.onnxruntime_version for i in infos))
 
 
-CandidateStatus = Literal["ok", "errored"]
+CandidateStatus = Literal["ok", "errored", "skipped"]  # skipped: a compressor that does not apply (its reason in error)
 
 
 @dataclass(frozen=True)
