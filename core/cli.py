@@ -100,6 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sensitive=sensitive, current_path=args.current,
     )
     from gatewise import progress
+    from gatewise.flows.interruption import interruptible
     from gatewise.run_log import debugging, log_path, terminal
 
     # Before anything loads Prefect (execution.py's default is ERROR): INFO and up go to the run's log file.
@@ -113,12 +114,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_id = uuid.uuid4().hex[:12]
         log = None if debugging() else log_path(args.home, run_id)
         try:
-            outcome = run_flow(request, dataset, run_id, log)
+            with interruptible():  # the first Ctrl-C or SIGTERM stops the run cleanly, signed; a second at once
+                outcome = run_flow(request, dataset, run_id, log)
         except (Exception, KeyboardInterrupt) as exc:
             if log is None:  # GATEWISE_DEBUG=1: Prefect's logs are on screen; main() shows the traceback
                 raise
             reporter.close()
-            return run_failed(exc, reporter.failed_stage(), log)
+            return run_failed(exc, reporter.failed_stage(), log, run_id)
         outcome.timings["preflight"] = round(preflight_s, 3)
         with reporter.stage("report page"):
             report = run_report(args, settings, outcome)
@@ -148,13 +150,17 @@ def run_flow(request: Any, dataset: Any, run_id: str, log: Path | None) -> Any:
         return run_retrain(request, dataset, run_id)
 
 
-def run_failed(exc: BaseException, stage: str | None, log: Path) -> int:
+def run_failed(exc: BaseException, stage: str | None, log: Path, run_id: str = "") -> int:
     """One stderr line for a run that stopped inside the flow: the problem, the stage, the log file
-    (which holds the traceback). The exit code is the error's own: 2 bad input or registry, 1 otherwise."""
+    (which holds the traceback). The exit code is the error's own: 2 bad input or registry, 1 otherwise;
+    130 for an interruption (its outcome is signed once the run entry was)."""
     where = f"{stage}: " if stage else ""
     text = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else ""
     if isinstance(exc, KeyboardInterrupt):
-        print(f"gatewise: interrupted{' in ' + stage if stage else ''} (log: {log})", file=sys.stderr)
+        from gatewise.flows.interruption import received
+
+        by = f" by {received()}" if received() else ""
+        print(f"gatewise: run {run_id} interrupted{by}{' in ' + stage if stage else ''} (log: {log})", file=sys.stderr)
         return ExitCode.INTERRUPTED
     if isinstance(exc, GatewiseError):
         print(f"gatewise: error: {where}{text} (log: {log})", file=sys.stderr)
@@ -217,6 +223,8 @@ def outcome_document(outcome: Any) -> dict[str, Any]:
             }
             for o in outcome.candidates
         ],
+        "skipped": [{"name": c.name, "plugin": c.plugin.name, "plugin_version": c.plugin.version,
+                     "distribution": c.plugin.distribution, "reason": c.error} for c in outcome.skipped],
         "promoted": outcome.promoted,
         "selection": outcome.selection.to_dict() if outcome.selection is not None else None,
         "hardware": outcome.hardware or None,
@@ -269,6 +277,8 @@ def print_outcome(outcome: Any) -> None:
         figures = [f"{b.p50_ms_batch1:.4f}", f"{b.p99_ms_batch1:.4f}", f"{b.throughput_rows_s:,.0f}"] if b else ["-", "-", "-"]
         mark = "*" if outcome.selection is not None and c.name == outcome.selection.winner else ""
         rows.append([mark + c.name, o.version or "-", f"{(c.size_bytes or 0) / 1024:.1f}", *figures, speedup] + cells)
+    for c in outcome.skipped:
+        rows.append([c.name, "-", "-", "-", "-", "-", "-"] + ["skipped"] + [""] * (len(gates) - 1))
     print_table(header, rows)
     if outcome.selection is not None:
         print(f"selection ([select] objective {outcome.selection.objective}, ties within {outcome.selection.tie_tolerance:.0%}):")
@@ -278,6 +288,8 @@ def print_outcome(outcome: Any) -> None:
         h = outcome.hardware
         print(f"measured on {h['cpu_model']} ({h['cpu_usable']} of {h['cpu_count']} cores; {' '.join(h['cpu_flags']) or 'no listed flags'}), "
               f"onnxruntime {h['onnxruntime']} {h['provider']}, {h['intra_op_threads']} intra-op threads")
+    for c in outcome.skipped:  # no version, no gates: it did not apply to this model
+        print(f"{c.name}: skipped: {c.error}")
     for o in outcome.candidates:
         if o.candidate.status != "ok":
             print(f"{o.candidate.name}: errored: {(o.candidate.error or '').partition(chr(10))[0]}")  # the traceback stays in --json and the registry

@@ -1,9 +1,14 @@
 """Runs one compressor entry (a chain ``a+b`` as a whole) in a process of its own, with a timeout:
 a compressor that hangs, crashes, kills its process or hands back a model that does not fit its
-parent becomes an errored candidate with the reason, and the run goes on."""
+parent becomes an errored candidate with the reason, and the run goes on. A compressor that says
+it does not apply (its optional ``applies``) skips the entry. The running processes are known, so
+an interrupted run can end them (``stop_all``)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -27,6 +32,32 @@ class Step:
     params: dict[str, Any]
 
 
+# The compressor processes running now, in any thread of this process: an interruption kills them.
+_LIVE: set[Any] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def stop_all() -> int:
+    """Kill every compressor process running now, with what it started (its process group);
+    returns how many. Their entries then end as errored, and no version is made of them."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for process in live:
+        _kill(process)
+    return len(live)
+
+
+def _kill(process: Any) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # the child leads a group of its own (see _child)
+    except (ProcessLookupError, PermissionError):  # killed before it made its group: the process alone
+        process.kill()
+
+
+class NotApplicable(GatewiseError):
+    """A compressor of the entry said, through ``applies``, that it does not apply: the entry is skipped."""
+
+
 class IsolatedFailure(GatewiseError):
     """The compressor's process failed; ``detail`` is the child's traceback or what killed it."""
 
@@ -38,7 +69,8 @@ class IsolatedFailure(GatewiseError):
 def run_isolated(steps: list[Step], source: Path, path: Path, own: Path, calibration: Any, timeout_s: float) -> float:
     """Run ``steps`` in a fresh spawned process; return the start-up and hand-over time in seconds.
 
-    The process is killed (and reaped) when it outlives ``timeout_s``.
+    The process is killed (and reaped) when it outlives ``timeout_s``. NotApplicable when a step's
+    ``applies`` gave a reason; IsolatedFailure for everything that went wrong.
     """
     import multiprocessing
 
@@ -51,6 +83,8 @@ def run_isolated(steps: list[Step], source: Path, path: Path, own: Path, calibra
     except Exception as exc:  # a component that cannot be pickled cannot be handed over
         raise IsolatedFailure(f"could not start the compressor's process: {type(exc).__name__}: {exc}",
                               traceback.format_exc()) from None
+    with _LIVE_LOCK:
+        _LIVE.add(process)
     send.close()
     message, handed_over, timed_out, died = None, None, False, False
     try:
@@ -65,24 +99,35 @@ def run_isolated(steps: list[Step], source: Path, path: Path, own: Path, calibra
     finally:
         if message is None and not died and process.is_alive():
             timed_out = True
-            process.kill()
+            _kill(process)
         process.join(10)
         receive.close()
+        with _LIVE_LOCK:
+            _LIVE.discard(process)
     if timed_out:
         raise IsolatedFailure(f"timed out after {timeout_s:g} s ([compress] timeout_s); its process was killed")
     if message is None:
         raise IsolatedFailure(f"its process died with exit code {process.exitcode} before it finished")
     if message[0] == "error":
         raise IsolatedFailure(message[1], message[2])
+    if message[0] == "skipped":
+        raise NotApplicable(message[1])
     return handed_over - started if handed_over is not None else 0.0
 
 
 def _child(send: Any, steps: list[Step], source: Path, path: Path, own: Path, calibration: Any) -> None:
+    # A group of its own: an interruption kills what the compressor started too, and a Ctrl-C at
+    # the terminal reaches the run, which ends its compressors itself.
+    os.setpgrp()
     send.send(("started", time.perf_counter()))  # perf_counter is system-wide on Linux (CLOCK_MONOTONIC)
     try:
         from gatewise.flows.steps import record_step
 
         for index, step in enumerate(steps):
+            reason = applicability(step, source)
+            if reason is not None:
+                send.send(("skipped", f"{step.name}: {reason}" if len(steps) > 1 else reason))
+                return
             target = path if index == len(steps) - 1 else own / f"step{index + 1}-{step.name}.onnx"
             step.component.compress(source, target, calibration, dict(step.params))
             if not target.exists():
@@ -96,6 +141,20 @@ def _child(send: Any, steps: list[Step], source: Path, path: Path, own: Path, ca
         send.send(("ok",))
     finally:
         send.close()
+
+
+def applicability(step: Step, source: Path) -> str | None:
+    """Why the step's compressor does not apply to the model at ``source`` (its ``applies``, if it
+    has one), or None. Anything but None or a non-empty string is the compressor's error."""
+    applies = getattr(step.component, "applies", None)
+    if applies is None:
+        return None
+    reason = applies(source, dict(step.params))
+    if reason is None:
+        return None
+    if not isinstance(reason, str) or not reason.strip():
+        raise GatewiseError(f"{step.name}.applies() returned {reason!r}: it must return None or the reason it does not apply")
+    return reason.strip().splitlines()[0][:500]
 
 
 def check_valid(path: Path) -> None:

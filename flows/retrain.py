@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gatewise import progress
 from gatewise.benchmark import hardware
-from gatewise.flows import deploy, steps
+from gatewise.flows import deploy, interruption, steps
 from gatewise.flows.steps import CandidateOutcome, RunOutcome, RunRequest
 from gatewise.types import Dataset
 
@@ -52,7 +52,9 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
         clock = now
 
     progress.current().end(progress.PREFECT_START)  # the CLI began it when it handed the run to Prefect
+    interruption.reclaim()  # Prefect's engine took SIGTERM for the flow run; one signal, one clean stop
     registry = steps.open_registry(settings, request.home)
+    ending = steps.RunEnding(registry, run_id)  # signs how the run ended, once its run entry is signed
     try:
         if dataset is None:  # the CLI hands over the dataset its pre-flight check loaded
             dataset = load_dataset(request)
@@ -62,7 +64,9 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
         if not data_gate.passed:
             registry.record_run(run_id, model, settings.model_dump(mode="json"), settings.digest(),
                                 {"dataset": dataset.fingerprint}, steps.plugin_records(settings), request.trigger)
+            ending.started = True
             registry.record_data_rejection(run_id, model, data_gate)
+            ending.end("data_rejected")
             return RunOutcome(run_id, model, "data_rejected", data_gate=data_gate, settings_digest=settings.digest(), timings=timings)
 
         split = split_data(dataset, settings)
@@ -70,6 +74,7 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
         fingerprints = steps.data_fingerprints(dataset, split, current)
         registry.record_run(run_id, model, settings.model_dump(mode="json"), settings.digest(), fingerprints,
                             steps.plugin_records(settings), request.trigger)
+        ending.started = True
         lap("data")
 
         trained = train_parent(settings, dataset, split)
@@ -81,6 +86,9 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
             calibration = trained.spec.encode(split.train.sample(n=min(2048, len(split.train)), random_state=0))
             futures = [compress.submit(settings, name, parent, calibration, workdir) for name in settings.compress.compressors]
             children = [f.result() for f in futures]
+            # A compressor that does not apply makes no version and meets no gate; the outcome names it.
+            ending.skipped = tuple(c for c in children if c.status == "skipped")
+            children = [c for c in children if c.status != "skipped"]
             lap("export_compress")
 
             champion_info = registry.champion(model)
@@ -130,17 +138,22 @@ def retrain(request: RunRequest, dataset: Dataset | None = None, run_id: str | N
         if winner is not None:
             with progress.current().stage("promotion"):
                 registry.promote(winner.version, reason=steps.promotion_reason(selection, winner))
+            ending.promoted = winner.version
         lap("register")
         deployments = ()
         if winner is not None:  # each deployer's outcome is signed; none can undo the promotion
             with progress.current().stage("deployment"):
                 deployments = deploy_version(registry, winner.version, settings.deploy.deployers, settings.deploy.params)
             lap("deploy")
+        ending.end("promoted" if winner else "blocked", winner.version if winner else None)
         return RunOutcome(
             run_id, model, "promoted" if winner else "blocked", tuple(registered), data_gate,
             champion.version if champion else None, winner.version if winner else None, fingerprints,
-            settings.digest(), timings, deployments, selection, hardware(), policy, tuple(looser),
+            settings.digest(), timings, deployments, selection, hardware(), policy, tuple(looser), ending.skipped,
         )
+    except BaseException as exc:  # Ctrl-C, SIGTERM (Prefect's TerminationSignal) or an error: end it signed
+        ending.stopped(exc)
+        raise
     finally:
         registry.close()
 

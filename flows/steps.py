@@ -81,6 +81,44 @@ class RunOutcome:
     hardware: dict[str, Any] = field(default_factory=dict)  # what the benchmark ran on
     policy: dict[str, Any] | None = None  # the active signed gating policy's entry {"seq", "digest", "approver"}; None: defaults
     looser: tuple[Any, ...] = ()  # gatewise.registry.policy_entries.Loosening: why the winner was not promoted
+    skipped: tuple[Candidate, ...] = ()  # compressor entries that did not apply (status "skipped", the reason in error)
+
+
+@dataclass
+class RunEnding:
+    """Signs how a run ended (a run-outcome entry), at most once and only after its run entry
+    (``started``): a run stopped before that records nothing. Recording never hides what stopped
+    the run."""
+
+    registry: Registry
+    run_id: str
+    started: bool = False
+    skipped: tuple[Candidate, ...] = ()
+    promoted: str | None = None  # set once the promotion is signed: an interrupted deployment keeps it
+    ended: bool = False
+
+    def end(self, outcome: str, promoted: str | None = None) -> None:
+        self.registry.record_outcome(self.run_id, outcome, promoted=promoted or self.promoted, skipped=self.skipped)
+        self.ended = True
+
+    def stopped(self, exc: BaseException) -> None:
+        """The run stopped on ``exc``: an interruption (Ctrl-C, SIGTERM) or an error ("failed")."""
+        from gatewise.flows import interruption
+
+        interrupted = interruption.is_interruption(exc)
+        if interrupted:
+            from gatewise.flows.isolation import stop_all
+
+            stop_all()  # the compressors still running end with the run
+        if not self.started or self.ended:
+            return
+        what = (interruption.received() or type(exc).__name__) if interrupted else f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        try:
+            self.registry.record_outcome(self.run_id, "interrupted" if interrupted else "failed", promoted=self.promoted,
+                                         skipped=self.skipped, error=what)
+            self.ended = True
+        except Exception as error:  # noqa: BLE001 - the run's own exception is what the user must see
+            log.warning("could not sign the outcome of run %s: %s: %s", self.run_id, type(error).__name__, error)
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -217,10 +255,11 @@ def chain_info(name: str) -> PluginInfo:
 @staged("compress {name}")
 def compress(settings: Settings, name: str, parent: Candidate, calibration: np.ndarray, workdir: Path) -> Candidate:
     """Run one compressor, or a chain ``a+b`` (each step on the one before), in isolation: any
-    failure becomes an 'errored' candidate. Each step is recorded in the output's metadata."""
+    failure becomes an 'errored' candidate, a step that does not apply a 'skipped' one (its reason
+    in ``error``). Each step is recorded in the output's metadata."""
     from gatewise.scoring import OnnxScorer
 
-    from gatewise.flows.isolation import IsolatedFailure, Step, check_signature, run_isolated
+    from gatewise.flows.isolation import IsolatedFailure, NotApplicable, Step, check_signature, run_isolated
 
     plugins = load_plugins()
     steps = [Step(step, plugins.get("compressor", step).component, plugins.get("compressor", step).info,
@@ -240,6 +279,9 @@ def compress(settings: Settings, name: str, parent: Candidate, calibration: np.n
         scores = OnnxScorer(path).predict_encoded(calibration[:64])
         if scores.shape != (min(64, len(calibration)),):
             raise GatewiseError(f"model output has shape {scores.shape}, expected one score per row")
+    except NotApplicable as exc:
+        log.info("compressor %s skipped: %s", name, exc)
+        return Candidate(name=name, plugin=info, status="skipped", parent=parent.name, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - producers are isolated by design
         log.warning("compressor %s failed: %s", name, exc)
         message = str(exc) if isinstance(exc, IsolatedFailure) else f"{type(exc).__name__}: {exc}"

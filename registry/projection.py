@@ -330,7 +330,22 @@ def _policy(p: dict[str, Any], common: dict[str, Any], enc: Any) -> Derived:
     return Derived(ref="gate-policy")
 
 
+def _run_outcome(p: dict[str, Any], common: dict[str, Any], enc: Any) -> Derived:
+    # Ledger-only, like deployments; verify checks it names an earlier run entry, once.
+    outcome = _get(p, "outcome", str)
+    if outcome not in st.RUN_OUTCOMES:
+        raise ProjectionError(f"run outcome '{outcome}' is not one of {', '.join(st.RUN_OUTCOMES)}")
+    run = _get(p, "run", dict)
+    _get(run, "seq", int)
+    _get(run, "digest", str)
+    _get(p, "promoted", str, optional=True)
+    _get(p, "skipped", list)
+    _get(p, "model", str)  # named by the run entry already: no model is created here
+    return Derived(ref=_get(p, "run_id", str))
+
+
 _BUILDERS = {
+    st.RUN_OUTCOME: _run_outcome,
     st.POLICY: _policy,
     st.DEPLOYMENT: _deployment,
     st.MONITORING: _monitoring,

@@ -252,6 +252,31 @@ class Registry:
             )
         return digest
 
+    def record_outcome(self, run_id: str, outcome: str, *, promoted: str | None = None,
+                       skipped: Iterable[Candidate] = (), error: str | None = None) -> str:
+        """Sign how the run ended (one of ``st.RUN_OUTCOMES``), once, citing its run entry: the
+        version it promoted, each compressor entry skipped with its reason, and for a failed run
+        what stopped it. Returns the entry digest."""
+        if outcome not in st.RUN_OUTCOMES:
+            raise UsageError(f"unknown run outcome '{outcome}' (known: {', '.join(st.RUN_OUTCOMES)})")
+        with self.write() as (conn, appender):
+            ledger = SignedLedger(conn)
+            run = next((e for e in ledger.about(run_id, (st.RUN,)) if e.predicate.get("run_id") == run_id), None)
+            if run is None:
+                raise RegistryError(f"run '{run_id}' has no signed run entry: its outcome cannot be recorded")
+            if ledger.about(run_id, (st.RUN_OUTCOME,)):
+                raise RegistryError(f"run '{run_id}' already has a signed outcome")
+            _, digest = appender.append(f"run:{run_id}/outcome", run.digest, st.RUN_OUTCOME, {
+                "run_id": run_id,
+                "model": run.predicate["model"],
+                "run": {"seq": run.seq, "digest": run.digest},
+                "outcome": outcome,
+                "promoted": promoted,
+                "skipped": [{"candidate": c.name, "reason": c.error, "plugin": c.plugin.record()} for c in skipped],
+                "error": error,
+            })
+        return digest
+
     def register_candidate(self, run_id: str, model: str, candidate: Candidate) -> str:
         """Register a candidate as the model's next version ("<model>:v<N>"); returns that name.
 

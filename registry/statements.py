@@ -48,12 +48,16 @@ DEPLOYMENT = PREDICATE_BASE + "deployment/v1"
 MONITORING = PREDICATE_BASE + "monitoring/v1"
 # The gating policy: the thresholds of the five gates, signed by the approver who set them.
 POLICY = PREDICATE_BASE + "policy/v1"
+# How a run ended (one per run, after its run entry): its outcome, the version promoted, the
+# compressors skipped and why.
+RUN_OUTCOME = PREDICATE_BASE + "run-outcome/v1"
+RUN_OUTCOMES = ("promoted", "blocked", "data_rejected", "interrupted", "failed")
 KEY_INTRODUCING = (KEY, KEY_V2, KEY_ROTATION)  # entries that carry a public key
 KEY_TYPES = (*KEY_INTRODUCING, KEY_REVOCATION)
 DECISION_TYPES = (WAIVER, PROMOTION_V2, ROLLBACK)
 NAMES_APPROVER = (*DECISION_TYPES, POLICY)  # entries whose named approver must be their signer
 PREDICATE_TYPES = (KEY, RUN, CANDIDATE, GATE_RESULT, DATA_REJECTED, PROMOTION, KEY_V2, KEY_ROTATION, KEY_REVOCATION, WAIVER, PROMOTION_V2, ROLLBACK,
-                   DEPLOYMENT, MONITORING, POLICY)
+                   DEPLOYMENT, MONITORING, POLICY, RUN_OUTCOME)
 _SHORT = {t: t[len(PREDICATE_BASE):].rsplit("/", 1)[0] for t in PREDICATE_TYPES}
 
 GENESIS_PREV = "0" * 64

@@ -283,6 +283,8 @@ def _facts(predicate_type: str, p: dict[str, Any], derived: Any) -> Any:
         from gatewise.registry.policy_entries import policy_facts
 
         return policy_facts(p)
+    if predicate_type == st.RUN_OUTCOME:  # the run it ends, as (seq, digest, model): derive() checked the types
+        return (sys.intern(p["run_id"]), (p["run"]["seq"], p["run"]["digest"], p["model"]))
     return (derived.model,)
 
 
@@ -363,6 +365,8 @@ class InOrder:
         self.watch = set(watch)  # seqs whose digests the head receipts name
         self.time = ""  # the newest signed time so far: times never go backwards
         self.watched: dict[int, str | None] = {}
+        self.runs: dict[str, tuple[int, str | None, Any]] = {}  # run id -> its run entry (seq, digest, model)
+        self.ended: dict[str, int] = {}  # run id -> the seq of its outcome entry
 
     @property
     def head(self) -> tuple[int, str] | None:
@@ -422,10 +426,23 @@ class InOrder:
         elif s.predicate_type in st.DECISION_TYPES or s.predicate_type == st.PROMOTION:  # one path for every promotion
             for what in self.decisions.take(s.seq, s.digest, s.facts, self.versions, self.models, self.latest):
                 self.fail(s, what)
+        if s.predicate_type == st.RUN:
+            self.runs.setdefault(s.ref, (s.seq, s.digest, s.facts[0]))
+        elif s.predicate_type == st.RUN_OUTCOME:
+            self._check_outcome(s)
         if s.predicate_type in (st.RUN, st.CANDIDATE, st.DATA_REJECTED):
             model = s.facts[1] if s.predicate_type == st.CANDIDATE else s.facts[0]
             if model is not None and model not in self.models:
                 self.models[model] = {"name": model, "created_seq": s.seq, "production_version": None, "production_seq": None}
+
+    def _check_outcome(self, s: _Summary) -> None:
+        """A run's outcome cites its run entry, earlier in the chain, and is its only one."""
+        run_id, cited = s.facts
+        if self.runs.get(run_id) != tuple(cited):
+            self.fail(s, f"cites entry {cited[0]} as the run entry of run {run_id} (model {cited[2]}), which no earlier entry is")
+        if run_id in self.ended:
+            self.fail(s, f"is a second outcome of run {run_id} (the first is entry {self.ended[run_id]})")
+        self.ended.setdefault(run_id, s.seq)
 
     def _check_time(self, s: _Summary) -> None:
         """Signed times never go backwards. A cited entry always comes earlier in the chain (checked
