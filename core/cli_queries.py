@@ -213,6 +213,10 @@ def print_lineage(lineage: dict[str, Any]) -> None:
         lines += [("gated on", ", ".join(f"{k} {v}" for k, v in sorted(other.items())))]
     lines += [
         ("plugin", f"{plugin['name']} {plugin['version']} from {plugin['distribution']}, code sha256 {plugin['code_sha256']}"),
+        ("dist", f"sha256 {plugin['distribution_sha256']} (every file of {plugin['distribution']}), plugin API "
+                 f"{plugin.get('plugin_api') or '-'}" if plugin.get("distribution_sha256") else "- (not recorded)"),
+        ("runtime", ", ".join(f"{lib} {plugin[f'{lib}_version']}" for lib in ("gatewise", "onnx", "onnxruntime")
+                              if plugin.get(f"{lib}_version")) or "- (not recorded)"),
         ("candidate", f"{lineage['candidate']} (entry {lineage['candidate_entry']['seq']} {lineage['candidate_entry']['digest']})"),
         ("parent", lineage["parent"] or "-"),
         ("ancestors", " <- ".join(lineage["ancestors"]) or "-"),

@@ -54,13 +54,17 @@ def distribution_sha256(name: str) -> str:
     try:
         dist = metadata.distribution(name)
     except metadata.PackageNotFoundError:
-        dist = None
-    if name == "gatewise" and (dist is None or _editable(dist) or not dist.files):
-        files = _package_files(GATEWISE_PACKAGES)
-    elif dist is None:
-        return ""
-    elif _editable(dist) or not dist.files:
-        files = _package_files(_top_level(dist))
+        if name != "gatewise":
+            return ""
+        dist = None  # gatewise run from a source tree that is not installed
+    return files_sha256(dist, GATEWISE_PACKAGES if name == "gatewise" else None)
+
+
+def files_sha256(dist: metadata.Distribution | None, packages: tuple[str, ...] | None = None) -> str:
+    """The digest of ``distribution_sha256`` for one distribution; ``packages`` replaces its
+    top-level packages when it is editable or has no RECORD (None: from its metadata)."""
+    if dist is None or _editable(dist) or not dist.files:
+        files = _package_files(packages or (_top_level(dist) if dist is not None else ()))
     else:
         files = _record_files(dist)
     lines = sorted(f"{label}\t{_file_sha256(path)}\n" for label, path in files)

@@ -117,7 +117,7 @@ class Lineage:
     model: str
     run_id: str
     candidate: str
-    plugin: dict[str, str]  # name, version, distribution, code_sha256
+    plugin: dict[str, str]  # the signed plugin record: name, version, distribution, code_sha256, and (newer entries) provenance
     parent: str | None  # the parent's version name
     ancestors: list[str]  # parent, grandparent, ... up to the version no one derived it from
     settings_digest: str | None  # None if the run was never recorded
@@ -295,6 +295,7 @@ def lineage(registry: Registry, version: str) -> Lineage:
     with registry.reading() as conn:
         ledger = SignedLedger(conn)
         row = ledger.version(version)
+        signed_plugin = dict((ledger.candidate(version).predicate.get("plugin") or {}))  # type: ignore[union-attr]
         runs = ledger.about(row.run_id, (st.RUN,))
         run = runs[-1].predicate if runs else None
         evidence = [g.predicate.get("evidence") or {} for g in ledger.about(version, (st.GATE_RESULT,))]
@@ -318,6 +319,7 @@ def lineage(registry: Registry, version: str) -> Lineage:
             "version": row.plugin_version,
             "distribution": row.plugin_distribution,
             "code_sha256": row.plugin_code_sha256,
+            **signed_plugin,  # every field signed: the distribution digest, plugin API, runtime versions
         },
         parent=row.parent_version,
         ancestors=ancestors,
@@ -337,6 +339,7 @@ def show(registry: Registry, version: str) -> dict[str, Any]:
     """``Registry.show(version)`` with its ``lineage`` added: what `gatewise registry show` prints."""
     shown = registry.show(version)
     shown["lineage"] = lineage(registry, version).to_dict()
+    shown["plugin"] = shown["lineage"]["plugin"]  # the whole signed record, provenance included
     shown.update(story(registry, version, shown["model"]))
     by_seq = {p["promotion"]["seq"]: p for p in shown["decisions"] if p["event"] == "promotion"}
     for promotion in shown["promotions"]:

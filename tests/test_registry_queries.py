@@ -130,8 +130,7 @@ def test_lineage_of_a_version(backend, tmp_path):  # noqa: F811
     assert lineage.settings_digest == "b" * 64 and lineage.settings == {"seed": 1}
     assert lineage.data == {"dataset": "f" * 64, "train": "4" * 64}
     assert lineage.policy_digests == ["d" * 64]
-    assert lineage.plugin == {"name": PLUGIN.name, "version": PLUGIN.version, "distribution": PLUGIN.distribution,
-                              "code_sha256": PLUGIN.code_sha256}
+    assert lineage.plugin == PLUGIN.record()  # the whole signed plugin record
     run_seq = backend.sql("SELECT entry_seq, entry_digest FROM runs WHERE run_id = 'run-2'")[0]
     assert lineage.run_entry == {"seq": run_seq[0], "digest": run_seq[1]}
     assert q.lineage(registry, v["child"]).champion_versions == ["arrests:v2"]
