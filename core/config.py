@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, ValidationError, model_validator
 
 from gatewise.errors import UsageError
 from gatewise.policy import GatePolicy
@@ -40,6 +40,20 @@ class SplitSettings(_Strict):
 class TrainSettings(_Strict):
     trainer: str = Field("mlp", description="Trainer plugin by name.")
     params: dict[str, Any] = Field(default_factory=dict, description="Parameters passed to the trainer (see its documentation).")
+
+
+SEARCH_TRAINER = "mlp_search"  # the built-in trainer that reads [search]
+
+
+class SearchSettings(_Strict):
+    """The hyper-parameter search's budget, read by the ``mlp_search`` trainer (docs/optimization.md)."""
+
+    trials: int = Field(12, ge=1, le=10_000, description="Most trials.")
+    timeout_s: float = Field(60.0, gt=0, le=86_400, description="Wall-time budget of the search in seconds; no trial starts after it (those running finish).")
+    parallel: int = Field(2, ge=1, le=64, description="Most trials running at once, each a task on the flow's task runner (one torch thread each); 1 runs them one after another and makes the search reproducible.")
+    seed: int = Field(0, ge=0, description="Seed of the TPE sampler and of every trial's fit.")
+    startup_trials: int = Field(4, ge=0, le=1000, description="Trials sampled at random before TPE, and before the median pruner may prune.")
+    epochs: int = Field(30, ge=1, le=10_000, description="Most epochs per trial (early stopping and the pruner end most sooner).")
 
 
 class CompressSettings(_Strict):
@@ -100,6 +114,32 @@ class Settings(_Strict):
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _fold_search(cls, data: Any, handler: Any) -> Settings:
+        """[search] is handed to the ``mlp_search`` trainer inside its [train] params.
+
+        The trainer receives only its params, so the budget is folded in here, once: the signed
+        settings then show it in both places. A budget key also set in [train] params must agree
+        with [search] (as in a recorded settings dump), else the run would use a budget other than
+        the one [search] names.
+        """
+        settings = handler(data)
+        search = settings.search.model_dump()
+        if settings.train.trainer != SEARCH_TRAINER:
+            if settings.search != SearchSettings():
+                raise ValueError(f"[search] is read by the '{SEARCH_TRAINER}' trainer only; [train] trainer is '{settings.train.trainer}'")
+            return settings
+        for key, value in search.items():
+            if key in settings.train.params and settings.train.params[key] != value:
+                raise ValueError(
+                    f"[train] params '{key}' = {settings.train.params[key]!r} conflicts with [search] {key} = {value!r}: "
+                    "set the search budget in [search] only"
+                )
+        train = settings.train.model_copy(update={"params": {**settings.train.params, **search}})
+        return settings.model_copy(update={"train": train})
 
     def digest(self) -> str:
         """sha256 of the canonical JSON of these settings, recorded with every run."""
@@ -123,6 +163,8 @@ def parse_settings(raw: dict[str, Any], origin: str = "settings") -> Settings:
         key = ".".join(str(part) for part in first["loc"])
         if first["type"] == "extra_forbidden":
             raise UsageError(f"{origin}: unknown key '{key}'") from None
+        if not key and first["type"] == "value_error":  # a rule across sections (Settings._fold_search)
+            raise UsageError(f"{origin}: {first['ctx']['error']}") from None
         raise UsageError(f"{origin}: bad value for '{key}': {first['msg']}") from None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -106,27 +107,35 @@ def fit_mlp(
     # small trains faster without the pool's overhead.
     torch.set_num_threads(1)
     try:
-        with torch.random.fork_rng(devices=[]):  # seed locally, leave the caller's RNG alone
-            torch.manual_seed(recipe.seed)
-            generator = torch.Generator().manual_seed(recipe.seed)
-            train_index, valid_index = _stratified_split(y_all, recipe.validation_fraction, generator)
-            x, y = x_all[train_index], y_all[train_index]
-            model = TabularMLP(*_standardization(x, n_numeric), cardinalities, recipe.hidden)
-            record = _train(model, x, y, x_all[valid_index], y_all[valid_index], recipe, generator, on_epoch=on_epoch)
-            if recipe.refit and len(valid_index):
-                # The validation rows chose the epoch count; the final weights then learn from every
-                # training row for that many epochs (on this small, noisy data the 15% held out
-                # cost more test accuracy than stopping saved). The test split is never used.
-                torch.manual_seed(recipe.seed)
-                model = TabularMLP(*_standardization(x_all, n_numeric), cardinalities, recipe.hidden)
-                refit = _train(model, x_all, y_all, x_all[:0], y_all[:0], recipe, generator, stop_after=record["best_epoch"])
-                record["refit"] = {k: refit[k] for k in ("rows", "epochs_run", "train_loss", "samples_per_s", "seconds")}
+        generator = torch.Generator().manual_seed(recipe.seed)
+        train_index, valid_index = _stratified_split(y_all, recipe.validation_fraction, generator)
+        x, y = x_all[train_index], y_all[train_index]
+        model = _seeded_module(recipe.seed, *_standardization(x, n_numeric), cardinalities, recipe.hidden)
+        record = _train(model, x, y, x_all[valid_index], y_all[valid_index], recipe, generator, on_epoch=on_epoch)
+        if recipe.refit and len(valid_index):
+            # The validation rows chose the epoch count; the final weights then learn from every
+            # training row for that many epochs (on this small, noisy data the 15% held out
+            # cost more test accuracy than stopping saved). The test split is never used.
+            model = _seeded_module(recipe.seed, *_standardization(x_all, n_numeric), cardinalities, recipe.hidden)
+            refit = _train(model, x_all, y_all, x_all[:0], y_all[:0], recipe, generator, stop_after=record["best_epoch"])
+            record["refit"] = {k: refit[k] for k in ("rows", "epochs_run", "train_loss", "samples_per_s", "seconds")}
     finally:
         torch.set_num_threads(threads)
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model, record
+
+
+# torch initializes nn.Linear from its one global generator: fits in parallel threads (a search's
+# trials) seed and draw from it one at a time, so each gets the weights its seed gives alone.
+_GLOBAL_RNG = threading.Lock()
+
+
+def _seeded_module(seed: int, mean: torch.Tensor, std: torch.Tensor, cardinalities: tuple[int, ...], hidden: tuple[int, ...]) -> TabularMLP:
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):  # seed locally, leave the caller's RNG alone
+        torch.manual_seed(seed)
+        return TabularMLP(mean, std, cardinalities, hidden)
 
 
 def _stratified_split(y: torch.Tensor, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""The built-in ``mlp_search`` trainer: Optuna under a trial and a wall-time budget, every trial recorded."""
+"""The built-in ``mlp_search`` trainer: Optuna under a trial and a wall-time budget, trials in
+parallel (threads, or the Prefect flow's task runner), every trial recorded."""
 
 from __future__ import annotations
 
@@ -22,15 +23,31 @@ def crafted():
     return frame, label, InputSpec.fit(frame, NUMERIC, CATEGORICAL)
 
 
+def most_at_once(trials: list[dict]) -> int:
+    """The most trials whose [started_s, ended_s] spans overlap at one instant."""
+    events = sorted([(t["started_s"], 1) for t in trials] + [(t["ended_s"], -1) for t in trials], key=lambda e: (e[0], e[1]))
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
 def test_the_trial_budget_ends_the_search_and_every_trial_is_recorded(crafted):
     frame, label, spec = crafted
-    trained = MLPSearch().train(frame, label, spec, {"trials": 4, "timeout_s": 600, "epochs": 6, "startup_trials": 2})
+    params = {"trials": 4, "timeout_s": 600, "epochs": 6, "startup_trials": 2, "parallel": 1}
+    trained = MLPSearch().train(frame, label, spec, params)
     search = trained.record["search"]
     assert search["stopped_by"] == "trials" and len(search["trials"]) == 4
-    assert search["sampler"] == "TPE" and search["pruner"] == "median" and search["space"] == SPACE
+    assert search["sampler"].startswith("TPE") and search["pruner"] == "median" and search["space"] == SPACE
+    assert search["budget"] == {"trials": 4, "timeout_s": 600} and search["parallel"] == 1 and search["seed"] == 0
+    assert search["runner"] == "threads (no flow run)" and search["reproducible"] is True
+    assert all(t["task_run"] is None for t in search["trials"])
     for trial in search["trials"]:
         assert trial["state"] in ("complete", "pruned") and set(trial["params"]) == set(SPACE)
         assert trial["params"]["hidden"] in SPACE["hidden"]["choices"]
+        assert trial["seconds"] >= 0 and 1 <= trial["epochs"] <= 6
+    assert most_at_once(search["trials"]) == 1
     complete = [t for t in search["trials"] if t["state"] == "complete"]
     winner = search["winner"]
     assert winner["value"] == min(t["value"] for t in complete)
@@ -38,18 +55,55 @@ def test_the_trial_budget_ends_the_search_and_every_trial_is_recorded(crafted):
     assert list(trained.record["recipe"]["hidden"]) == winner["params"]["hidden"]
     assert trained.record["recipe"]["lr"] == pytest.approx(winner["params"]["lr"])
     json.dumps(trained.record, allow_nan=False)
+    # One trial at a time with the same seed: the same trials and the same winner again.
+    again = MLPSearch().train(frame, label, spec, params).record["search"]
+    assert [(t["params"], t["value"], t["state"]) for t in again["trials"]] == [
+        (t["params"], t["value"], t["state"]) for t in search["trials"]
+    ]
+
+
+def test_parallel_trials_overlap_and_keep_to_the_trial_budget(crafted):
+    frame, label, spec = crafted
+    trained = MLPSearch().train(frame, label, spec, {"trials": 5, "timeout_s": 600, "epochs": 8, "startup_trials": 2, "parallel": 2})
+    search = trained.record["search"]
+    assert search["parallel"] == 2 and search["reproducible"] is False
+    assert search["stopped_by"] == "trials" and len(search["trials"]) == 5
+    assert most_at_once(search["trials"]) == 2  # two at once, never three
+    assert search["winner"]["value"] == min(t["value"] for t in search["trials"] if t["state"] == "complete")
 
 
 def test_the_time_budget_ends_the_search(crafted):
     frame, label, spec = crafted
     started = time.perf_counter()
-    trained = MLPSearch().train(frame, label, spec, {"trials": 1000, "timeout_s": 2.0, "epochs": 3})
+    trained = MLPSearch().train(frame, label, spec, {"trials": 1000, "timeout_s": 2.0, "epochs": 3, "parallel": 2})
     elapsed = time.perf_counter() - started
     search = trained.record["search"]
     assert search["stopped_by"] == "time" and 1 <= len(search["trials"]) < 1000
     # No trial starts after the budget: the search ends within one trial of it.
-    longest = max(t["epochs"] for t in search["trials"])
-    assert longest <= 3 and elapsed < 2.0 + 30
+    assert all(t["started_s"] < 2.0 for t in search["trials"])
+    assert max(t["epochs"] for t in search["trials"]) <= 3 and elapsed < 2.0 + 30
+
+
+def test_inside_a_flow_the_trials_are_tasks_of_the_flow_run(crafted):
+    """As in the retrain flow: the trainer runs inside the 'train' task; each trial is a task run
+    of the same flow run, on the flow's task runner."""
+    from prefect import flow, runtime, task
+    from prefect.cache_policies import NO_CACHE
+
+    frame, label, spec = crafted
+    train = task(MLPSearch().train, name="train", cache_policy=NO_CACHE)
+
+    @flow(validate_parameters=False)
+    def tiny_retrain():
+        trained = train(frame, label, spec, {"trials": 3, "timeout_s": 600, "epochs": 10, "startup_trials": 1, "parallel": 2})
+        return trained.record["search"], str(runtime.flow_run.id)
+
+    search, flow_run_id = tiny_retrain()
+    assert search["runner"] == "prefect ThreadPoolTaskRunner" and search["pruning"].startswith("live")
+    runs = [t["task_run"] for t in search["trials"]]
+    assert len(runs) == 3 and len({r["id"] for r in runs}) == 3
+    assert all(r["flow_run_id"] == flow_run_id for r in runs)  # seen from inside each trial's task
+    assert most_at_once(search["trials"]) == 2
 
 
 def test_bad_params_are_usage_errors():
@@ -57,3 +111,5 @@ def test_bad_params_are_usage_errors():
         MLPSearch().check_params({"budget": 3})
     with pytest.raises(UsageError, match="bad value for parameter 'timeout_s'"):
         MLPSearch().check_params({"timeout_s": 0})
+    with pytest.raises(UsageError, match="bad value for parameter 'parallel'"):
+        MLPSearch().check_params({"parallel": 0})
