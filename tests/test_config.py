@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from gatewise.config import Settings, load_settings
-from gatewise.errors import UsageError
+from gatewise.config import Settings, load_settings, parse_settings
+from gatewise.errors import ExitCode, UsageError
 
 
 def test_defaults_without_a_file(tmp_path, monkeypatch):
@@ -54,3 +54,33 @@ def test_invalid_toml_and_missing_file(tmp_path):
 def test_digest_changes_with_a_threshold():
     strict = Settings.model_validate({"gates": {"drift": {"max_drifted_share": 0.1}}})
     assert strict.digest() != Settings().digest()
+
+
+def test_the_search_section_is_the_budget_of_the_mlp_search_trainer(tmp_path):
+    path = tmp_path / "gatewise.toml"
+    path.write_text('[train]\ntrainer = "mlp_search"\n\n[search]\ntrials = 5\nparallel = 1\n')
+    settings = load_settings(path)
+    assert settings.search.trials == 5 and settings.search.parallel == 1
+    # Folded into the trainer's params, so the signed settings show the budget the trainer used.
+    assert settings.train.params == settings.search.model_dump()
+    recorded = settings.model_dump(mode="json")
+    assert recorded["train"]["params"]["trials"] == 5 and recorded["search"]["trials"] == 5
+    assert parse_settings(recorded) == settings  # a recorded dump reads back as the same settings
+    # No [search]: the trainer still gets the defaults, and they are in the signed settings too.
+    assert parse_settings({"train": {"trainer": "mlp_search"}}).train.params["parallel"] == 2
+
+
+def test_a_bad_search_section_is_one_line(tmp_path):
+    path = tmp_path / "gatewise.toml"
+    cases = {
+        '[train]\ntrainer = "mlp_search"\n[search]\nbudget = 3\n': r"unknown key 'search.budget'",
+        '[train]\ntrainer = "mlp_search"\n[search]\nparallel = 0\n': r"bad value for 'search.parallel'",
+        '[train]\ntrainer = "mlp_search"\nparams = { trials = 3 }\n[search]\ntrials = 5\n':
+            r"\[train\] params 'trials' = 3 conflicts with \[search\] trials = 5: set the search budget in \[search\] only$",
+        '[search]\ntrials = 5\n': r"\[search\] is read by the 'mlp_search' trainer only; \[train\] trainer is 'mlp'$",
+    }
+    for text, message in cases.items():
+        path.write_text(text)
+        with pytest.raises(UsageError, match=message) as raised:
+            load_settings(path)
+        assert "\n" not in str(raised.value) and raised.value.exit_code == ExitCode.USAGE
