@@ -13,20 +13,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import Field
 
 from gatewise.hookspecs import Compressor, hookimpl
-from gatewise.plugins.params import ComponentParams, parse_params
+from gatewise.plugins.params import FineTuneEpochs, FineTuneParams, PeakLearningRate, parse_params
 
 if TYPE_CHECKING:
     import numpy as np
 
 
-class DistillParams(ComponentParams):
+class DistillParams(FineTuneParams):
     """Parameters of ``distill`` (``[compress.params.distill]``)."""
 
     hidden: tuple[Annotated[int, Field(gt=0, le=4096)], ...] = Field((16,), max_length=8, description="Width of each hidden layer of the student.")
-    epochs: int = Field(60, ge=1, le=10_000, description="Passes over the calibration rows.")
-    lr: float = Field(1e-2, gt=0, le=1, description="Peak AdamW learning rate (cosine decay).")
-    batch_size: int = Field(128, ge=1, le=100_000, description="Rows per step.")
-    seed: int = Field(0, ge=0, description="Seed of the student's initialization and batch order.")
+    epochs: Annotated[FineTuneEpochs, Field(ge=1)] = 60  # a student that never trains is no candidate
+    lr: PeakLearningRate = 1e-2
 
 
 class Distill:

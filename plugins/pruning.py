@@ -13,20 +13,16 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from gatewise.hookspecs import Compressor, hookimpl
-from gatewise.plugins.params import ComponentParams, parse_params
+from gatewise.plugins.params import FineTuneParams, parse_params
 
 if TYPE_CHECKING:
     import numpy as np
 
 
-class PruneParams(ComponentParams):
-    """Parameters of ``prune_units`` (``[compress.params.prune_units]``)."""
+class PruneParams(FineTuneParams):
+    """Parameters of ``prune_units`` (``[compress.params.prune_units]``); ``epochs`` 0 skips the fine-tune."""
 
     keep: float = Field(0.5, gt=0, le=1, description="Share of each hidden layer's units kept (at least one).")
-    epochs: int = Field(20, ge=0, le=1000, description="Fine-tune passes over the calibration rows; 0 skips the fine-tune.")
-    lr: float = Field(3e-3, gt=0, le=1, description="Peak AdamW learning rate of the fine-tune (cosine decay).")
-    batch_size: int = Field(128, ge=1, le=100_000, description="Rows per fine-tune step.")
-    seed: int = Field(0, ge=0, description="Seed of the fine-tune's batch order.")
 
 
 class PruneUnits:
