@@ -46,6 +46,25 @@ class GraphOptimize:
     def check_params(self, params: dict[str, Any]) -> None:
         parse_params(GraphOptimizeParams, params, f"compressor '{self.name}'")
 
+    def applies(self, parent: Path, params: dict[str, Any]) -> str | None:
+        """None unless the output would be the parent again: nothing to fold and no node to remove
+        (a parent that is already an optimized graph, say)."""
+        settings = parse_params(GraphOptimizeParams, params, f"compressor '{self.name}'")
+        import tempfile
+
+        import onnx
+
+        if settings.fold_standardization and fold_standardization(onnx.load(str(parent))):
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            optimized = Path(tmp) / "optimized.onnx"
+            _save_optimized(Path(parent), optimized, settings.level)
+            before, after = (len(onnx.load(str(path), load_external_data=False).graph.node) for path in (parent, optimized))
+        if after < before:
+            return None
+        return (f"nothing to gain: no input standardization to fold, and ONNX Runtime's {settings.level} "
+                f"optimization removes none of the model's {before} nodes")
+
     def compress(self, parent: Path, output: Path, calibration: np.ndarray, params: dict[str, Any]) -> None:
         settings = parse_params(GraphOptimizeParams, params, f"compressor '{self.name}'")
         import numpy as np

@@ -1,8 +1,9 @@
 """Built-in compressors: ``int8_dynamic`` and ``int8_static`` (QDQ), both with ONNX Runtime's quantizer.
 
-Only the matrix products (Gemm / MatMul) are quantized. The rest of the graph is the model's own
-input encoding (standardization, one-hot comparison), where 8 bits would erase information: a
-year of 1997..2002 quantized over the input's full range falls into one or two steps.
+Only the matrix products (Gemm / MatMul; static also Conv) are quantized. The rest of the graph is
+the model's own input encoding (standardization, one-hot comparison), where 8 bits would erase
+information: a year of 1997..2002 quantized over the input's full range falls into one or two
+steps. A model with none of those nodes, or one already quantized, is skipped (``applies``).
 """
 
 from __future__ import annotations
@@ -28,9 +29,35 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Dynamic quantization rewrites Gemm as MatMul first; Conv is left out on purpose: ConvInteger
-# ran 8-10x slower than FP32 on the CPUs we measured (LIBRARY-NOTES).
+# ran 8-10x slower than FP32 on the CPUs we measured (LIBRARY-NOTES). A model with convolutions is
+# still dynamically quantized where it has Gemm / MatMul; its Conv nodes stay FP32.
 DYNAMIC_OP_TYPES = ["MatMul"]
 STATIC_OP_TYPES = ["Gemm", "MatMul", "Conv"]
+# Nodes that only a quantized model holds: quantizing it again would stack a second rounding on the first.
+QUANTIZED_OP_TYPES = frozenset({
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger",
+    "QLinearMatMul", "QLinearConv", "QGemm", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+})
+
+
+def graph_op_types(model_path: Path) -> set[str]:
+    """The operator types of the nodes of an ONNX file's main graph."""
+    import onnx
+
+    return {node.op_type for node in onnx.load(str(model_path), load_external_data=False).graph.node}
+
+
+def quantization_applies(model_path: Path, quantizable: set[str]) -> str | None:
+    """None when the model has a node of ``quantizable`` types and is not already quantized, else why not."""
+    ops = graph_op_types(model_path)
+    if ops & QUANTIZED_OP_TYPES:
+        return f"the model is already quantized ({', '.join(sorted(ops & QUANTIZED_OP_TYPES))})"
+    if not ops & quantizable:
+        why = f"the model has no {' or '.join(sorted(quantizable))} node to quantize"
+        if "Conv" in ops and "Conv" not in quantizable:
+            why += " (convolutions are never dynamically quantized: ConvInteger is slower than FP32 on CPUs)"
+        return why
+    return None
 
 
 class DynamicParams(ComponentParams):
@@ -62,6 +89,9 @@ class Int8Dynamic:
     def check_params(self, params: dict[str, Any]) -> None:
         parse_params(DynamicParams, params, f"compressor '{self.name}'")
 
+    def applies(self, parent: Path, params: dict[str, Any]) -> str | None:
+        return quantization_applies(Path(parent), {"Gemm", "MatMul"})
+
     def compress(self, parent: Path, output: Path, calibration: np.ndarray, params: dict[str, Any]) -> None:
         settings = parse_params(DynamicParams, params, f"compressor '{self.name}'")
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -86,6 +116,9 @@ class Int8Static:
 
     def check_params(self, params: dict[str, Any]) -> None:
         parse_params(StaticParams, params, f"compressor '{self.name}'")
+
+    def applies(self, parent: Path, params: dict[str, Any]) -> str | None:
+        return quantization_applies(Path(parent), set(STATIC_OP_TYPES))
 
     def compress(self, parent: Path, output: Path, calibration: np.ndarray, params: dict[str, Any]) -> None:
         settings = parse_params(StaticParams, params, f"compressor '{self.name}'")

@@ -93,3 +93,36 @@ def test_bad_params_are_usage_errors_naming_the_key(parent, tmp_path, params, me
 def test_the_record_travels_in_the_signed_bytes(optimized):
     props = {p.key: p.value for p in onnx.load(str(optimized)).metadata_props}
     assert json.loads(props[COMPRESSION_KEY])[0]["onnxruntime"]
+
+
+def test_applies_to_a_parent_with_standardization_to_fold(parent):
+    assert GraphOptimize().applies(parent.path, {}) is None
+
+
+def test_an_already_optimized_graph_is_skipped_with_the_reason(parent, optimized):
+    reason = GraphOptimize().applies(optimized, {})
+    assert reason.startswith("nothing to gain: no input standardization to fold")
+
+
+def test_a_crafted_graph_applies_only_where_onnx_runtime_removes_a_node(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    def model(path, ops):
+        rng = np.random.default_rng(0)
+        nodes, value = [], "features"
+        if "Gemm" in ops:
+            nodes.append(helper.make_node("Gemm", [value, "w", "b"], ["linear"], transB=1))
+            value = "linear"
+        nodes.append(helper.make_node(ops[-1], [value], ["out"]))
+        graph = helper.make_graph(
+            nodes, "crafted", [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 4])],
+            [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+            [numpy_helper.from_array(rng.normal(size=(3, 4)).astype(np.float32), "w"),
+             numpy_helper.from_array(np.zeros(3, np.float32), "b")] if "Gemm" in ops else [])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+        return path
+
+    assert GraphOptimize().applies(model(tmp_path / "gemm_relu.onnx", ["Gemm", "Relu"]), {}) is None  # Gemm+Relu fuse
+    reason = GraphOptimize().applies(model(tmp_path / "sigmoid.onnx", ["Sigmoid"]), {})
+    assert reason == ("nothing to gain: no input standardization to fold, and ONNX Runtime's extended "
+                      "optimization removes none of the model's 1 nodes")

@@ -75,3 +75,83 @@ def test_static_quantization_needs_calibration_rows(parent, tmp_path):
     path, calibration, _ = parent
     with pytest.raises(UsageError, match="calibration"):
         Int8Static().compress(path, tmp_path / "x.onnx", calibration[:0], {})
+
+
+# --- applicability, on small crafted graphs -------------------------------------------------------
+
+def crafted_model(path, nodes, initializers, width=16):
+    """An ONNX file reading ``features`` [batch, width] and writing ``out``, with an input contract."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from gatewise.scoring import stamp_input_spec
+
+    graph = helper.make_graph(
+        nodes, "crafted",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v, dtype=np.int64 if k.startswith("shape") else np.float32), k)
+         for k, v in initializers.items()],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    stamp_input_spec(path, InputSpec(tuple(f"x{i}" for i in range(width)), (0.0,) * width, ()))
+    return path
+
+
+def conv_model(path, with_gemm):
+    """features -> [batch, 1, 4, 4] -> Conv(4 filters, 3x3) -> flatten (-> Gemm to 1 output when ``with_gemm``)."""
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Reshape", ["features", "shape_image"], ["image"]),
+             helper.make_node("Conv", ["image", "conv_w", "conv_b"], ["maps"]),
+             helper.make_node("Reshape", ["maps", "shape_flat"], ["flat" if with_gemm else "out"])]
+    initializers = {"shape_image": [-1, 1, 4, 4], "conv_w": rng.normal(size=(4, 1, 3, 3)), "conv_b": np.zeros(4),
+                    "shape_flat": [-1, 16]}
+    if with_gemm:
+        nodes.append(helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["out"], transB=1))
+        initializers |= {"fc_w": rng.normal(size=(1, 16)), "fc_b": np.zeros(1)}
+    return crafted_model(path, nodes, initializers)
+
+
+def op_types(path):
+    import onnx
+
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def test_a_model_with_convolutions_is_dynamically_quantized_only_in_its_gemm(tmp_path):
+    import onnxruntime as ort
+
+    parent = conv_model(tmp_path / "conv_gemm.onnx", with_gemm=True)
+    assert Int8Dynamic().applies(parent, {}) is None
+    child = tmp_path / "child.onnx"
+    Int8Dynamic().compress(parent, child, np.zeros((4, 16), np.float32), {})
+    ops = op_types(child)
+    assert "Conv" in ops and "ConvInteger" not in ops and "MatMulInteger" in ops
+    rows = np.random.default_rng(1).normal(size=(8, 16)).astype(np.float32)
+    outputs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"features": rows})[0]
+               for p in (parent, child)]
+    assert np.max(np.abs(outputs[1] - outputs[0])) <= 0.05 * np.max(np.abs(outputs[0]))  # INT8 rounding only
+
+
+def test_convolutions_alone_are_skipped_by_int8_dynamic_but_not_by_int8_static(tmp_path):
+    parent = conv_model(tmp_path / "conv.onnx", with_gemm=False)
+    reason = Int8Dynamic().applies(parent, {})
+    assert "no Gemm or MatMul node" in reason and "never dynamically quantized" in reason
+    assert Int8Static().applies(parent, {}) is None
+
+
+def test_a_model_without_matrix_products_is_skipped_with_the_reason(tmp_path):
+    from onnx import helper
+
+    parent = crafted_model(tmp_path / "sigmoid.onnx", [helper.make_node("Sigmoid", ["features"], ["out"])], {})
+    assert Int8Dynamic().applies(parent, {}) == "the model has no Gemm or MatMul node to quantize"
+    assert Int8Static().applies(parent, {}) == "the model has no Conv or Gemm or MatMul node to quantize"
+
+
+def test_an_already_quantized_model_is_not_quantized_again(parent, compressed):
+    path, _, _ = parent
+    assert Int8Dynamic().applies(path, {}) is None and Int8Static().applies(path, {}) is None
+    for compressor in COMPRESSORS:
+        assert compressor.applies(compressed, {}).startswith("the model is already quantized (")
