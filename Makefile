@@ -29,8 +29,11 @@ demo-policy: $(STAMP)
 	$(BIN)/gatewise keys show | grep -q " $(DEMO_APPROVER) " || $(BIN)/gatewise keys init --approver $(DEMO_APPROVER)
 	$(BIN)/gatewise policy set gatewise.toml --approver $(DEMO_APPROVER) --reason "$(DEMO_REASON)"
 
+# Then the example plugin's own contract tests, shipped inside its package, as an author runs them
+# (gatewise.testing, docs/plugin-testing.md); make stops at the first failing command.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -p no:cacheprovider --pyargs gatewise_prune
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -1,9 +1,11 @@
 """Example third-party plugin: ``prune_magnitude`` zeroes the smallest weights of an ONNX model.
 
-It shows the whole plugin contract in one file: a compressor with a ``name``, ``check_params``
+It shows the whole plugin contract in one module: a compressor with a ``name``, ``check_params``
 and ``compress``, returned from the ``gatewise_compressors`` hook, and exposed through the
 ``gatewise`` entry-point group in pyproject.toml. gatewise re-gates what it writes like any other
 candidate: pruning too hard fails the accuracy gate against the parent, and nothing ships.
+Its contract tests ship inside the package (``gatewise_prune.tests``): ``pytest --pyargs
+gatewise_prune`` runs them against the installed plugin with gatewise's pytest kit.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from gatewise.errors import UsageError
 from gatewise.hookspecs import hookimpl
 
 PRUNABLE_OPS = {"MatMul": 1, "Gemm": 1}  # op type -> index of its weight input
+DEFAULT_SPARSITY = 0.3
 
 
 class MagnitudePruning:
@@ -26,21 +29,22 @@ class MagnitudePruning:
 
     name = "prune_magnitude"
 
-    def check_params(self, params: dict[str, Any]) -> float:
+    def check_params(self, params: dict[str, Any]) -> None:
+        """Refuse an unknown key or a sparsity outside [0, 1), naming it; gatewise calls it in pre-flight."""
         unknown = set(params) - {"sparsity"}
         if unknown:
             raise UsageError(f"compressor '{self.name}': unknown parameter '{sorted(unknown)[0]}' (known: sparsity)")
-        sparsity = params.get("sparsity", 0.3)
+        sparsity = params.get("sparsity", DEFAULT_SPARSITY)
         if not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
             raise UsageError(f"compressor '{self.name}': sparsity must be a number in [0, 1), got {sparsity!r}")
-        return float(sparsity)
 
     def compress(self, parent: Path, output: Path, calibration: Any, params: dict[str, Any]) -> None:
         import numpy as np
         import onnx
         from onnx import numpy_helper
 
-        sparsity = self.check_params(params)
+        self.check_params(params)
+        sparsity = float(params.get("sparsity", DEFAULT_SPARSITY))
         model = onnx.load(str(parent))
         weights = {init.name: init for init in model.graph.initializer}
         for node in model.graph.node:
