@@ -26,6 +26,8 @@ from gatewise.plugins.mlp_trainer import MLPTrainer  # noqa: E402
 from gatewise.scoring import OnnxScorer  # noqa: E402
 from gatewise.types import Candidate, PluginInfo, sha256_file  # noqa: E402
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory):
@@ -76,9 +78,16 @@ def test_bad_parameter_is_named_before_the_run(tmp_path):
         steps.preflight(request)
 
 
-def test_the_example_meets_the_contract_kit(tmp_path):
-    from gatewise.testing import check_compressor
+def test_check_params_returns_nothing_and_names_a_bad_value():
     from gatewise_prune import MagnitudePruning
 
-    report = check_compressor(MagnitudePruning(), tmp_path, params={"sparsity": 0.2})
-    assert report.decision_agreement >= 0.9
+    assert MagnitudePruning().check_params({"sparsity": 0.2}) is None
+    with pytest.raises(UsageError, match="unknown parameter 'ratio'"):
+        MagnitudePruning().check_params({"ratio": 0.2})
+
+
+def test_the_installed_package_ships_its_contract_tests(pytester):
+    # `make test` runs them (pytest --pyargs gatewise_prune); here: they are found in the installed package.
+    result = pytester.runpytest("-p", "no:cacheprovider", "--pyargs", "gatewise_prune", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*tests/test_contract.py::TestMagnitudePruning::test_keeps_score_fidelity",
+                                 "7 tests collected*"])
