@@ -167,11 +167,8 @@ def run_compressor(compressor: Any, parent: ReferenceParent, workdir: Path, para
     started, failure = time.perf_counter(), None
     try:
         run_isolated([step], source, output, own, parent.calibration.copy(), timeout_s)
-    except IsolatedFailure as exc:
-        if exc.detail:  # the child's traceback: the compressor (or a check after it) raised
-            failure = f"compressor '{name}' raised {exc}\n{exc.detail.rstrip()}"
-        else:
-            failure = f"compressor '{name}' {exc}"
+    except IsolatedFailure as exc:  # its exception (with the child's traceback), a timeout, a death
+        failure = f"compressor '{name}' failed in its own process: {exc}" + (f"\n{exc.detail.rstrip()}" if exc.detail else "")
     return CompressorRun(name, output, failure, time.perf_counter() - started)
 
 

@@ -72,7 +72,7 @@ class DeclaresNothing:
     ("component", "message"),
     [
         (WritesGarbage(), "valid ONNX: compressor 'garbage' wrote an invalid ONNX model"),
-        (WritesNothing(), "valid ONNX: compressor 'lazy' raised GatewiseError: lazy wrote no file"),
+        (WritesNothing(), "valid ONNX: compressor 'lazy' failed in its own process: GatewiseError: lazy wrote no file"),
         (AcceptsAnything(), "parameters: compressor 'lenient' check_params accepted an unknown key"),
         (ReturnsAValue(), "parameters: compressor 'returns' check_params returned 0.3; it must return None"),
         (DeclaresNothing(), "parameters: compressor 'undeclared' has no check_params"),
@@ -156,7 +156,7 @@ def test_the_kit_fails_bad_compressors_by_name_without_hanging(pytester):
         "accuracy gate's limits: max |p - p_parent| 0.* > max_score_difference 0.25; q99 |p - p_parent| 0.* "
         "> max_quantile_score_difference 0.1*",
     ])
-    result.stdout.fnmatch_lines(["*AssertionError: run (timeout 120 s): compressor 'raises' raised RuntimeError: the compressor's own bug"])
-    result.stdout.fnmatch_lines(["*AssertionError: run (timeout 3 s): compressor 'hangs' timed out after 3 s*"])
+    result.stdout.fnmatch_lines(["*AssertionError: run (timeout 120 s): compressor 'raises' failed in its own process: RuntimeError: the compressor's own bug"])
+    result.stdout.fnmatch_lines(["*AssertionError: run (timeout 3 s): compressor 'hangs' failed in its own process: timed out after 3 s*"])
     result.stdout.fnmatch_lines(["*FAILED*TestHalves::test_keeps_score_fidelity*"])
     result.stdout.fnmatch_lines(["*halves: batch-1 p50 * ms, parent * ms (x*)*"])
