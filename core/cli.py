@@ -145,7 +145,10 @@ def run_flow(request: Any, dataset: Any, run_id: str, log: Path | None) -> Any:
 
     with capture(log) if log is not None else nullcontext():
         progress.current().begin(progress.PREFECT_START)
+        from gatewise.flows.execution import start_temporary_server
         from gatewise.flows.retrain import run_retrain
+
+        start_temporary_server()  # deaf to the terminal's Ctrl-C, which the run handles itself
 
         return run_retrain(request, dataset, run_id)
 

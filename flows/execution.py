@@ -85,6 +85,24 @@ def check_configured_server() -> str | None:
     return url
 
 
+def start_temporary_server() -> None:
+    """With no configured server, start Prefect's temporary one now, the one the flow would start
+    (Prefect keeps one per process and stops it at exit), with SIGINT blocked in it: a Ctrl-C at the
+    terminal reaches every process of the foreground group, and a server stopped by it would leave
+    the interrupted flow's last reports to Prefect retrying for minutes. It still stops on SIGTERM."""
+    if configured_api_url() is not None:
+        return
+    import signal
+
+    from prefect.server.api.server import SubprocessASGIServer
+
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # a child inherits its creator's mask
+    try:
+        SubprocessASGIServer().start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def check_task_runner(settings: Settings) -> None:
     """Fail before the run when the configured task runner cannot start: a missing package, or a
     Dask scheduler that does not answer at [run] address."""

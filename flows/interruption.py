@@ -49,9 +49,10 @@ def interruptible() -> Iterator[None]:
     try:
         yield
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
         _state["installed"] = False
+        if _state["received"] is None:  # interrupted: a second signal, even while the process ends, stops it at once
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
 
 def reclaim() -> None:

@@ -487,6 +487,7 @@ class Registry:
             ledger = SignedLedger(conn)
             row = self._version_row(conn, version, ledger)
             runs = ledger.about(row.run_id, (st.RUN,))
+            ended = [e for e in ledger.about(row.run_id, (st.RUN_OUTCOME,)) if e.predicate.get("run_id") == row.run_id]
             gates = ledger.about(version, (st.GATE_RESULT,))
             promotions = ledger.about(version, PROMOTIONS)
             move = ledger.production(row.model)
@@ -520,6 +521,10 @@ class Registry:
                 "plugins": run.predicate.get("plugins"),
                 "created": run.time,
                 "entry": {"seq": run.seq, "digest": run.digest},
+                "outcome": None if not ended else {  # how the run ended; None while it runs (or for a run before outcomes)
+                    **{k: ended[0].predicate.get(k) for k in ("outcome", "promoted", "skipped", "error")},
+                    "entry": {"seq": ended[0].seq, "digest": ended[0].digest},
+                },
             },
             "gate_results": [
                 {

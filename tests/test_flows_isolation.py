@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import shutil
 import time
+from pathlib import Path
 
 import onnx
 import pytest
@@ -70,6 +71,26 @@ class Copies:
         shutil.copyfile(parent, output)
 
 
+class DoesNotApply:
+    name = "unfit"
+
+    def applies(self, parent, params):
+        return f"needs a Conv layer; {parent.name} has none"
+
+    def compress(self, parent, output, calibration, params):
+        raise AssertionError("never run")
+
+
+class AnswersBadly:
+    name = "bad_answer"
+
+    def applies(self, parent, params):
+        return False
+
+    def compress(self, parent, output, calibration, params):
+        shutil.copyfile(parent, output)
+
+
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory):
     return crafted_parent(tmp_path_factory.mktemp("isolation"), {"hidden": [8], "epochs": 2, "validation_fraction": 0})
@@ -78,7 +99,8 @@ def parent(tmp_path_factory):
 @pytest.fixture
 def registered(monkeypatch):
     components = load_plugins()._components["compressor"]
-    for component in (Hangs(), Crashes(), KillsItsProcess(), RenamesTheInput(), WritesGarbage(), Copies()):
+    for component in (Hangs(), Crashes(), KillsItsProcess(), RenamesTheInput(), WritesGarbage(), Copies(),
+                      DoesNotApply(), AnswersBadly()):
         info = PluginInfo(component.name, "1.0", "thirdparty", "0" * 64)
         monkeypatch.setitem(components, component.name, Registered(component, info))
 
@@ -125,6 +147,15 @@ def test_a_chain_runs_in_one_process_and_its_steps_timeouts_add_up(parent, tmp_p
     assert compress_timeout(settings, "copies+hangs") == 5
 
 
+def test_a_compressor_that_does_not_apply_skips_its_whole_chain_with_the_reason(parent, tmp_path, registered):
+    alone = run(parent, tmp_path, "unfit")
+    assert (alone.status, alone.error) == ("skipped", "needs a Conv layer; parent.onnx has none")
+    chain = run(parent, tmp_path, "copies+unfit")  # judged on the step before's output
+    assert (chain.status, chain.error) == ("skipped", "unfit: needs a Conv layer; step1-copies.onnx has none")
+    bad = run(parent, tmp_path, "bad_answer")
+    assert bad.status == "errored" and "bad_answer.applies() returned False" in bad.error
+
+
 THIRD_PARTY = '''
 import os
 import time
@@ -152,14 +183,24 @@ class Crashes:
         explode_deep_inside()
 
 
+class Unfit:
+    name = "unfit"
+
+    def applies(self, parent, params):
+        return "no Conv layer to fuse in this model"
+
+    def compress(self, parent, output, calibration, params):
+        raise AssertionError("a compressor that does not apply is never run")
+
+
 @hookimpl
 def gatewise_compressors():
-    return [Hangs(), Crashes()]
+    return [Hangs(), Crashes(), Unfit()]
 '''
 
 RUN_CONFIG = """
 [compress]
-compressors = ["hangs", "crashes", "int8_dynamic"]
+compressors = ["hangs", "crashes", "int8_dynamic", "unfit"]
 timeouts = { hangs = 5 }
 
 [gates.fairness]
@@ -168,23 +209,31 @@ max_equalized_odds_difference = 0.45
 """
 
 
-def test_through_the_cli_a_hanging_and_a_crashing_plugin_are_recorded_while_the_others_are_gated_and_one_promoted(tmp_path):
-    import json
-    import subprocess
-    import sys
-
+def install_third_party(tmp_path, source: str = THIRD_PARTY, config: str = RUN_CONFIG) -> tuple[dict[str, str], Path, Path]:
+    """The plugin package ``source`` installed (a module and its dist-info on PYTHONPATH), as the
+    distribution gatewise-unruly; returns the environment of a run, its gatewise.toml and the file
+    where a hanging compressor writes its pid."""
     site = tmp_path / "site"
     info = site / "gatewise_unruly-0.1.dist-info"
     info.mkdir(parents=True)
-    (site / "gatewise_unruly.py").write_text(THIRD_PARTY)
+    (site / "gatewise_unruly.py").write_text(source)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gatewise-unruly\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[gatewise]\nunruly = gatewise_unruly\n")
-    config = tmp_path / "gatewise.toml"
-    config.write_text(RUN_CONFIG)
+    toml = tmp_path / "gatewise.toml"
+    toml.write_text(config)
     pid_file = tmp_path / "hang.pid"
     env = {**os.environ, "GATEWISE_HOME": str(tmp_path / "home"), "HANG_PID_FILE": str(pid_file),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
     env.pop("GATEWISE_REGISTRY_URL", None)
+    return env, toml, pid_file
+
+
+def test_through_the_cli_a_hanging_and_a_crashing_plugin_are_recorded_an_unfit_one_skipped_while_the_others_are_gated_and_one_promoted(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    env, config, pid_file = install_third_party(tmp_path)
     done = subprocess.run([sys.executable, "-m", "gatewise.cli", "run", "--config", str(config), "--json"],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -194,6 +243,15 @@ def test_through_the_cli_a_hanging_and_a_crashing_plugin_are_recorded_while_the_
     assert candidates["crashes"]["status"] == "errored" and "explode_deep_inside" in candidates["crashes"]["error"]
     assert candidates["crashes"]["distribution"] == "gatewise-unruly"
     assert candidates["int8_dynamic"]["passed"] and candidates["parent"]["passed"] and document["promoted"]
+    # Not applicable: no version, no gates, its reason in the output and in the signed outcome.
+    assert "unfit" not in candidates
+    assert [(s["name"], s["reason"], s["distribution"]) for s in document["skipped"]] == [
+        ("unfit", "no Conv layer to fuse in this model", "gatewise-unruly")]
+    text = subprocess.run([sys.executable, "-m", "gatewise.cli", "registry", "show", document["promoted"], "--json"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    outcome = json.loads(text.stdout)["run"]["outcome"]
+    assert (outcome["outcome"], outcome["promoted"]) == ("promoted", document["promoted"])
+    assert [(s["candidate"], s["reason"]) for s in outcome["skipped"]] == [("unfit", "no Conv layer to fuse in this model")]
     hung = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):  # killed and reaped: no orphan left behind
         os.kill(hung, 0)
