@@ -6,16 +6,20 @@
 For each candidate it prints agreement with the ONNX FP32 parent (and test balanced accuracy and
 ROC AUC for the bundled model), file size, p50 latency at batch 1 and at batch 256 measured the
 way a run measures candidates (gatewise.benchmark, interleaved), and ratios against torch eager
-FP32 (the faster of 1 and 2 threads, per batch size) and ONNX FP32 timed in the same process. Then what [select] would choose by latency and by
-throughput among the candidates that keep the agreement floor (the gates are not run here; the
-demo run shows gated selection). A last line gives the floor: the same call on an ONNX model
-with one Identity node, i.e. what no compression can remove.
+FP32 (the faster of 1 and 2 threads, per batch size) and ONNX FP32 timed in the same process.
+ONNX Runtime runs with the 2 intra-op threads of a run; ONNX FP32 with 1 thread is shown too, so
+that the thread setting's share of a ratio is visible. The timing is repeated (``REPEATS``): the
+table holds per-figure medians, and one line per repeat gives its load and its ratios. Then what
+[select] would choose by latency and by throughput among the candidates that keep the agreement
+floor (the gates are not run here; the demo run shows gated selection). A last line gives the
+floor: the same call on an ONNX model with one Identity node, i.e. what no compression can remove.
 
 Run: python bench/bench_compress.py [--quick]   (--quick: a smaller large model, for a smoke test)
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -24,6 +28,7 @@ from pathlib import Path
 
 BUNDLED_COMPRESSORS = ("graph_optimize", "int8_dynamic", "int8_static", "prune_units", "distill",
                        "distill+graph_optimize", "distill+int8_static")
+REPEATS = 3  # the timing is repeated; the table shows per-figure medians, and each repeat's ratios follow it
 LARGE_COMPRESSORS = ("graph_optimize", "int8_dynamic", "int8_static", "prune_units", "distill",
                      "prune_units+int8_static", "distill+int8_static")
 
@@ -50,6 +55,22 @@ def torch_times(module, rows, large_rows, threads: int, rounds: int = 30, calls:
                 module(large)
                 many.append(time.perf_counter() - start)
     return statistics.median(one) * 1000, statistics.median(many) * 1000
+
+
+def _median_repeat(repeats: list) -> tuple:
+    """One repeat-shaped tuple of the per-figure medians over the repeats (load: the median load)."""
+    from dataclasses import replace
+
+    def median_bench(items):
+        large = statistics.median(b.p50_ms_large for b in items)
+        return replace(items[0], p50_ms_batch1=statistics.median(b.p50_ms_batch1 for b in items),
+                       p50_ms_large=large, throughput_rows_s=items[0].large_batch / (large / 1000))
+
+    load = statistics.median(r[0] for r in repeats)
+    figures = {n: median_bench([r[1][n] for r in repeats]) for n in repeats[0][1]}
+    one_thread = median_bench([r[2] for r in repeats])
+    timed = {t: tuple(statistics.median(r[3][t][k] for r in repeats) for k in (0, 1)) for t in repeats[0][3]}
+    return load, figures, one_thread, timed
 
 
 def identity_floor_ms(workdir: Path, width: int) -> float:
@@ -102,21 +123,35 @@ def compare(title: str, trained, train_frame, test_frame, y_test, compressors, w
             continue
         paths[name] = child.onnx_path
     rows = test_rows[:256]
-    figures = benchmark_models(paths, rows, rounds=30)
     large_rows = np.ascontiguousarray(np.resize(rows, (LARGE_BATCH, rows.shape[1])))
-    # torch gets its better thread count: on a loaded 2-core machine, 2 OpenMP threads can lose
-    # a scheduler slice at every barrier, which would flatter every ratio against torch.
-    timed = {t: torch_times(trained.module.eval(), rows, large_rows, t) for t in (1, 2)}
+    # Each repeat times every ONNX candidate (interleaved rounds, 2 intra-op threads as in a run),
+    # then ONNX FP32 with 1 thread, then torch with 1 and 2 threads, so a change in the machine's
+    # load between repeats shows in the per-repeat ratios instead of hiding in one figure. torch
+    # gets its better thread count: on a loaded 2-core machine, 2 OpenMP threads can lose a
+    # scheduler slice at every barrier, which would flatter every ratio against torch.
+    repeats = []
+    for _ in range(REPEATS):
+        load = os.getloadavg()[0]
+        figures = benchmark_models(paths, rows, rounds=30)
+        one_thread = benchmark_models({"onnx_fp32": parent_path}, rows, rounds=30, threads=1)["onnx_fp32"]
+        timed = {t: torch_times(trained.module.eval(), rows, large_rows, t) for t in (1, 2)}
+        repeats.append((load, figures, one_thread, timed))
+    load, figures, one_thread, timed = _median_repeat(repeats)
     torch_b1, torch_large = min(v[0] for v in timed.values()), min(v[1] for v in timed.values())
     reference = OnnxScorer(parent_path).predict_encoded(test_rows)
     torch_bytes = sum(t.numel() * t.element_size() for t in trained.module.state_dict().values())
 
-    print(f"\n== {title}: {len(train_frame)} training rows, {len(test_frame)} test rows")
+    print(f"\n== {title}: {len(train_frame)} training rows, {len(test_frame)} test rows; "
+          f"median of {REPEATS} repeats, load average {load:.1f} (median at the repeats' starts)")
     header = ["candidate", "size_kB", "x_smaller", "agree", "bal_acc", "auc", "b1_ms", "b256_ms",
               "b1_vs_torch", "b256_vs_torch", "b1_vs_onnx", "b256_vs_onnx", "made_s"]
     table = [[f"torch_fp32_{t}thr", f"{torch_bytes / 1024:.1f}", "-", "-", "-", "-", f"{b1:.4f}", f"{large:.3f}",
               f"{torch_b1 / b1:.2f}", f"{torch_large / large:.2f}", "-", "-", "-"] for t, (b1, large) in timed.items()]
     base = figures["onnx_fp32"]
+    table.append(["onnx_fp32_1thr", f"{base.size_bytes / 1024:.1f}", "1.00", "1.0000", "-", "-",
+                  f"{one_thread.p50_ms_batch1:.4f}", f"{one_thread.p50_ms_large:.3f}",
+                  f"{torch_b1 / one_thread.p50_ms_batch1:.2f}", f"{torch_large / one_thread.p50_ms_large:.2f}",
+                  f"{base.p50_ms_batch1 / one_thread.p50_ms_batch1:.2f}", f"{base.p50_ms_large / one_thread.p50_ms_large:.2f}", "-"])
     entries = []
     for name, path in paths.items():
         f = figures[name]
@@ -140,6 +175,12 @@ def compare(title: str, trained, train_frame, test_frame, y_test, compressors, w
     for objective in ("latency", "throughput"):
         chosen = select(entries, objective)
         print(f"  [select] objective {objective}: {chosen.winner}")
+    for i, (load_i, figures_i, _, timed_i) in enumerate(repeats, 1):
+        t_b1, t_large = min(v[0] for v in timed_i.values()), min(v[1] for v in timed_i.values())
+        b = figures_i["onnx_fp32"]
+        ratios = "; ".join(f"{n} {b.p50_ms_batch1 / f.p50_ms_batch1:.2f}/{t_large / f.p50_ms_large:.2f}"
+                           for n, f in figures_i.items() if n != "onnx_fp32")
+        print(f"  repeat {i} (load {load_i:.1f}), b1 vs ONNX FP32 / b256 vs torch: onnx_fp32 1.00/{t_large / b.p50_ms_large:.2f}; {ratios}")
     h = hardware()
     print(f"  floor (one Identity node, batch 1): {floor:.4f} ms; measured on {h['cpu_model']}, {h['cpu_usable']} cores, "
           f"{' '.join(h['cpu_flags'])}, onnxruntime {h['onnxruntime']}, {h['intra_op_threads']} intra-op threads")

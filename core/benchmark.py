@@ -77,13 +77,14 @@ def hardware() -> dict[str, Any]:
 
 def benchmark_models(
     paths: dict[str, Path], rows: np.ndarray, rounds: int = 15, calls_batch1: int = 20,
-    calls_large: int = 2, large_batch: int = LARGE_BATCH,
+    calls_large: int = 2, large_batch: int = LARGE_BATCH, threads: int = THREADS,
 ) -> dict[str, Benchmark]:
     """Time every model in ``paths`` (name -> ONNX file) on encoded ``rows``, interleaved by round.
 
     Batch 1 cycles through the rows one at a time; the large batch is ``rows`` tiled or cut to
     ``large_batch`` rows. Each model gets ``rounds * calls_batch1`` timed batch-1 calls and
-    ``rounds * calls_large`` timed large-batch calls, after a warm-up of each.
+    ``rounds * calls_large`` timed large-batch calls, after a warm-up of each. ``threads`` is the
+    intra-op thread count; runs keep the default, what gates and servers use.
     """
     import numpy as np
     import onnxruntime as ort
@@ -99,7 +100,7 @@ def benchmark_models(
     sessions, growth = {}, {}
     for name, path in paths.items():
         before = _rss_bytes()
-        sessions[name] = ort.InferenceSession(str(path), session_options(THREADS), providers=["CPUExecutionProvider"])
+        sessions[name] = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
         for i in range(20):
             sessions[name].run(None, {INPUT_NAME: singles[i % len(singles)]})
         sessions[name].run(None, {INPUT_NAME: large})
