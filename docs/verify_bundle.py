@@ -51,6 +51,7 @@ REVOCATION = BASE + "key-revocation/v1"
 WAIVER, POLICY, ROLLBACK = BASE + "waiver/v1", BASE + "policy/v1", BASE + "rollback/v1"
 PROMOTIONS = {BASE + "promotion/v1", BASE + "promotion/v2"}
 GATE_RESULT = BASE + "gate-result/v1"
+RUN, RUN_OUTCOME = BASE + "run/v1", BASE + "run-outcome/v1"
 HEAD_RECEIPT = BASE + "head-receipt/v1"
 APPROVER_SIGNED = {WAIVER, POLICY}
 NAMES_APPROVER = {WAIVER, POLICY, ROLLBACK, *PROMOTIONS}
@@ -99,6 +100,7 @@ class Verifier:
         self.decisions: list[str] = []
         self.production: dict[str, str] = {}
         self.policy = None
+        self.ended: dict[str, int] = {}  # run id -> the seq of its outcome entry
 
     def fail(self, seq, what):
         self.problems.append(f"entry {seq}: {what}")
@@ -267,6 +269,14 @@ class Verifier:
                 self.fail(seq, f"says {p.get('previous_version')} was in production; the ledger says {previous}")
             self.production[model] = version
             self.decisions.append(f"entry {seq} {time}: rollback of {model} from {previous} to {version} by {by}: {p.get('reason')}")
+        elif kind == RUN_OUTCOME:  # one per run, citing that run's entry
+            run_id = p.get("run_id")
+            run = self.cited(seq, p.get("run") or {}, {RUN}, f"the run entry of run {run_id}")
+            if run is not None and run.get("run_id") != run_id:
+                self.fail(seq, f"cites the run entry of run {run.get('run_id')}, not of run {run_id}")
+            if run_id in self.ended:
+                self.fail(seq, f"is a second outcome of run {run_id} (the first is entry {self.ended[run_id]})")
+            self.ended.setdefault(run_id, seq)
 
     # -- the head receipt -----------------------------------------------------------------------
 

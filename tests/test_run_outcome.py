@@ -4,6 +4,10 @@ their reasons. Verify and the audit bundle accept it and check it cites its run,
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from gatewise.errors import RegistryError, UsageError
@@ -15,6 +19,7 @@ from gatewise.registry.signed import SignedLedger
 from gatewise.types import Candidate
 from test_registry_support import PLUGIN
 
+STANDALONE = Path(__file__).resolve().parent.parent / "docs" / "verify_bundle.py"  # needs only cryptography
 SKIPPED = Candidate(name="int8_static", plugin=PLUGIN, status="skipped", parent="parent", error="no MatMul or Gemm to quantize")
 
 
@@ -49,6 +54,8 @@ def test_an_outcome_is_signed_once_citing_its_run_entry_with_the_skipped_compres
     bundle = tmp_path / "bundle"
     export_bundle(registry, bundle)
     assert verify_bundle(bundle).ok
+    standalone = subprocess.run([sys.executable, str(STANDALONE), str(bundle), "--pin", registry.keys()[0].keyid], capture_output=True, text=True, timeout=120)
+    assert standalone.returncode == 0, standalone.stdout + standalone.stderr
     registry.close()
 
 
@@ -68,6 +75,12 @@ def test_verify_names_an_outcome_of_no_earlier_run_and_a_second_outcome(tmp_path
     assert not report.ok
     assert any(f"is a second outcome of run run-1 (the first is entry {first.seq})" in p for p in problems)
     assert any("cites entry 1 as the run entry of run ghost" in p for p in problems)
+    bundle = tmp_path / "bundle"
+    export_bundle(registry, bundle)
+    standalone = subprocess.run([sys.executable, str(STANDALONE), str(bundle), "--pin", registry.keys()[0].keyid], capture_output=True, text=True, timeout=120)
+    assert standalone.returncode != 0
+    assert f"is a second outcome of run run-1 (the first is entry {first.seq})" in standalone.stdout
+    assert "cites entry 1 as the run entry of run ghost, which it is not" in standalone.stdout
     registry.close()
 
 
