@@ -108,7 +108,8 @@ class GraphOptimize:
 
 
 def fold_standardization(model: onnx.ModelProto, center: bool = True) -> bool:
-    """Rewrite ``Gemm(Concat(Div(Sub(Slice(x), mean), std), rest))`` in place so the Gemm reads x.
+    """Rewrite ``Gemm(Concat(Div(Sub(Slice(x), mean), std), rest))``, or ``Gemm(Div(Sub(x, mean), std))``
+    when every column is numeric, in place so the Gemm reads x.
 
     The first Gemm's columns for the standardized inputs are divided by ``std``; the Slice is
     replaced by the whole input, with zero weights for the columns it dropped. With ``center``
@@ -136,46 +137,55 @@ def fold_standardization(model: onnx.ModelProto, center: bool = True) -> bool:
         if sub is None or sub.op_type != "Sub" or std is None or len(consumers.get(div.output[0], [])) != 1:
             continue
         mean = array(sub.input[1])
-        slice_ = producers.get(sub.input[0])
-        concat = consumers[div.output[0]][0]
-        if mean is None or slice_ is None or slice_.op_type != "Slice" or concat.op_type != "Concat":
+        if mean is None or len(consumers.get(sub.output[0], [])) != 1:
             continue
-        if len(consumers.get(sub.output[0], [])) != 1 or _attribute(concat, "axis") not in (1, -1):
-            continue
-        width = _slice_prefix(slice_, inits, graph)
         n = int(std.size)
-        if width is None or width[0] != n or mean.size != n or concat.input[0] != div.output[0]:
+        follower = consumers[div.output[0]][0]
+        slice_ = producers.get(sub.input[0])
+        if sub.input[0] == INPUT_NAME and follower.op_type == "Gemm" and follower.input[0] == div.output[0]:
+            # Every input column is numeric: Gemm(Div(Sub(x, mean), std)), no Slice and no Concat.
+            gemm, width, concat = follower, (n, n), None
+        else:
+            concat = follower
+            if slice_ is None or slice_.op_type != "Slice" or concat.op_type != "Concat":
+                continue
+            if _attribute(concat, "axis") not in (1, -1) or concat.input[0] != div.output[0]:
+                continue
+            width = _slice_prefix(slice_, inits, graph)
+            gemms = consumers.get(concat.output[0], [])
+            if width is None or len(gemms) != 1:
+                continue
+            gemm = gemms[0]
+        if width[0] != n or mean.size != n or gemm.op_type != "Gemm" or len(gemm.input) < 3:
             continue
-        gemms = consumers.get(concat.output[0], [])
-        if len(gemms) != 1 or gemms[0].op_type != "Gemm" or len(gemms[0].input) < 3:
-            continue
-        gemm = gemms[0]
         if _attribute(gemm, "transA", 0) != 0 or _attribute(gemm, "transB", 0) != 1:
             continue
         if _attribute(gemm, "alpha", 1.0) != 1.0 or _attribute(gemm, "beta", 1.0) != 1.0:
             continue
         weight, bias = array(gemm.input[1]), array(gemm.input[2])
-        if weight is None or bias is None or bias.shape != (weight.shape[0],):
+        if weight is None or bias is None or bias.shape != (weight.shape[0],) or weight.shape[1] < n:
             continue
         std, mean = std.reshape(-1), mean.reshape(-1)
         numeric = weight[:, :n] / std
         # The whole input replaces the Slice; the columns it dropped get zero weight.
         dropped = np.zeros((weight.shape[0], width[1] - n))
         new_weight = np.concatenate([numeric, dropped, weight[:, n:]], axis=1)
+        reader = gemm if concat is None else concat  # the node that read the standardized columns
         if center:
             new_bias = bias - numeric @ mean
-            concat.input[0] = slice_.input[0]
+            reader.input[0] = INPUT_NAME
             graph.node.remove(sub)
         else:
             # (x - mean) stays, exact in float32, as one Sub over the whole input (zero for the
             # columns the Slice dropped); only the division moves into the weights.
             new_bias = bias
-            padded = np.concatenate([mean, np.zeros(width[1] - n)]).astype(np.float32)
-            sub.input[0] = slice_.input[0]
-            _replace_initializer(graph, sub, 1, padded, "padded")
-            concat.input[0] = sub.output[0]
+            if concat is not None:
+                padded = np.concatenate([mean, np.zeros(width[1] - n)]).astype(np.float32)
+                sub.input[0] = INPUT_NAME
+                _replace_initializer(graph, sub, 1, padded, "padded")
+            reader.input[0] = sub.output[0]
         graph.node.remove(div)
-        if not [c for c in consumers.get(slice_.output[0], []) if c is not sub]:
+        if concat is not None and not [c for c in consumers.get(slice_.output[0], []) if c is not sub]:
             graph.node.remove(slice_)
         _replace_initializer(graph, gemm, 1, new_weight.astype(np.float32), "folded_weight")
         _replace_initializer(graph, gemm, 2, new_bias.astype(np.float32), "folded_bias")

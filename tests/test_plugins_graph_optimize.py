@@ -126,3 +126,22 @@ def test_a_crafted_graph_applies_only_where_onnx_runtime_removes_a_node(tmp_path
     reason = GraphOptimize().applies(model(tmp_path / "sigmoid.onnx", ["Sigmoid"]), {})
     assert reason == ("nothing to gain: no input standardization to fold, and ONNX Runtime's extended "
                       "optimization removes none of the model's 1 nodes")
+
+
+def test_a_parent_with_only_numeric_columns_is_folded_too(tmp_path):
+    from gatewise.encoding import InputSpec
+    from gatewise.export import export_onnx
+    from gatewise.plugins.mlp_trainer import MLPTrainer
+    from test_plugins_support import NUMERIC, crafted_frame
+
+    frame, label = crafted_frame(600)
+    spec = InputSpec.fit(frame, NUMERIC, ())
+    trained = MLPTrainer().train(frame, label, spec, {"epochs": 2, "hidden": [8], "validation_fraction": 0})
+    rows = spec.encode(frame)
+    parent, output = tmp_path / "parent.onnx", tmp_path / "optimized.onnx"
+    export_onnx(trained, rows[:64], parent)
+    assert [n.op_type for n in onnx.load(str(parent)).graph.node][:3] == ["Sub", "Div", "Gemm"]  # no Slice, no Concat
+    GraphOptimize().compress(parent, output, rows, {})
+    assert "Div" not in [n.op_type for n in onnx.load(str(output)).graph.node]
+    assert read_compression_record(output)[-1]["folded"] in ("mean_and_std", "std")
+    assert np.max(np.abs(OnnxScorer(output).predict_encoded(rows) - OnnxScorer(parent).predict_encoded(rows))) <= 1e-5
