@@ -107,7 +107,7 @@ def _show(args: argparse.Namespace) -> int:
         ("plugin", f"{shown['plugin']['name']} {shown['plugin']['version']} ({shown['plugin']['distribution']})"),
         ("candidate", shown["candidate"]),
         ("parent", shown["parent"] or "-"),
-        ("run", shown["run"]["run_id"] if shown["run"] else "-"),
+        ("run", f"{shown['run']['run_id']} ({(shown['run'].get('outcome') or {}).get('outcome', 'no outcome signed')})" if shown["run"] else "-"),
         ("created", shown["created"]),
         ("entry", f"{shown['entry']['seq']} {shown['entry']['digest']}"),
     ]

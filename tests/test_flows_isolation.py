@@ -259,6 +259,7 @@ def test_through_the_cli_a_hanging_and_a_crashing_plugin_are_recorded_an_unfit_o
                            env=env, capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0, shown.stderr
     assert "errored (RuntimeError: boom in a helper)" in shown.stdout and "explode_deep_inside" in shown.stdout
+    assert f"{document['run']['id']} (promoted)" in shown.stdout  # how its run ended, signed
     verify = subprocess.run([sys.executable, "-m", "gatewise.cli", "registry", "verify"], env=env,
                             capture_output=True, text=True, timeout=300)
     assert verify.returncode == 0, verify.stdout + verify.stderr
