@@ -8,6 +8,7 @@ index in the training vocabulary, 0 for a value unseen in training or missing.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -40,23 +41,24 @@ class InputSpec:
         return cls(numeric=tuple(numeric), numeric_fill=fill, categorical=vocab)
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """The [N, F] float32 matrix of ``frame``: a few whole-column numpy operations per column,
+        no per-row Python, so one row (the server) and 500k rows (the gates) take the same path."""
         import numpy as np
-        import pandas as pd
 
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
             raise UsageError(f"input is missing feature column(s): {', '.join(missing)}")
         out = np.empty((len(frame), len(self.columns)), dtype=np.float32)
         for i, (column, fill) in enumerate(zip(self.numeric, self.numeric_fill)):
-            values = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-            out[:, i] = values.fillna(fill).to_numpy()
+            out[:, i] = numeric_values(frame[column], fill)
         offset = len(self.numeric)
-        for j, (column, vocabulary) in enumerate(self.categorical):
-            codes = {value: k + 1 for k, value in enumerate(vocabulary)}
-            raw = frame[column]
-            mapped = raw.astype(str).map(codes).where(raw.notna(), 0)
-            out[:, offset + j] = mapped.fillna(0).to_numpy(dtype=np.float32)
+        for j, ((column, _), lookup) in enumerate(zip(self.categorical, self._lookups)):
+            out[:, offset + j] = lookup.codes(frame[column])
         return out
+
+    @functools.cached_property
+    def _lookups(self) -> tuple[VocabularyLookup, ...]:
+        return tuple(VocabularyLookup(vocabulary) for _, vocabulary in self.categorical)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -76,3 +78,48 @@ class InputSpec:
             numeric_fill=tuple(float(v) for v in raw["numeric_fill"]),
             categorical=tuple((name, tuple(vocab)) for name, vocab in raw["categorical"]),
         )
+
+
+def numeric_values(values: pd.Series, fill: float) -> np.ndarray:
+    """A numeric column as float64, text that is no number and missing values as ``fill``."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iufb":  # already numbers: no parsing
+        numbers = values.to_numpy(dtype="float64")
+    else:
+        numbers = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+    return np.where(np.isnan(numbers), fill, numbers)
+
+
+class VocabularyLookup:
+    """A categorical column's training vocabulary, sorted for binary search: a value's 1-based
+    position in the vocabulary, 0 for a value unseen in training or missing. Values are compared
+    as their text, as ``fit`` read them (pandas ``astype(str)``)."""
+
+    def __init__(self, vocabulary: tuple[str, ...]) -> None:
+        import numpy as np
+
+        codes = {value: k + 1 for k, value in enumerate(vocabulary)}  # a repeated value: its last place
+        words = np.array(list(codes), dtype=str)
+        order = np.argsort(words, kind="stable")
+        self._words = words[order]
+        self._codes = np.array(list(codes.values()), dtype=np.float32)[order]
+
+    def codes(self, values: pd.Series) -> np.ndarray:
+        import numpy as np
+        import pandas as pd
+
+        raw = values.to_numpy()
+        if raw.dtype == object and pd.api.types.infer_dtype(raw, skipna=True) in ("string", "empty"):
+            text, missing = raw, pd.isna(raw)  # str values already: pandas' text exactly
+        else:  # numbers, bytes, dates or categories in the column: pandas' own conversion to text
+            text, missing = values.astype(str).to_numpy(dtype=object), values.isna().to_numpy()
+        # Each distinct value is looked up once (a column has few), then spread back to the rows.
+        index, distinct = pd.factorize(text)
+        if not len(self._words) or not len(distinct):
+            return np.zeros(len(raw), dtype=np.float32)
+        distinct = np.asarray(distinct, dtype=str)
+        position = np.minimum(np.searchsorted(self._words, distinct), len(self._words) - 1)
+        found = np.r_[np.where(self._words[position] == distinct, self._codes[position], np.float32(0)), np.float32(0)]
+        return np.where(missing, np.float32(0), found[index])  # index -1: a missing value

@@ -9,6 +9,7 @@ from gatewise.data import label_vector
 from gatewise.gates.evidence import failure_reason, json_ready, number
 from gatewise.gates.inputs import GateInputs
 from gatewise.gates.metrics import (
+    BOOTSTRAP_METHOD,
     BOOTSTRAP_SEED,
     DECISION_THRESHOLD,
     LOG_LOSS_EPS,
@@ -106,6 +107,7 @@ def accuracy_regression(inputs: GateInputs) -> GateResult:
         "min_metric": policy.min_metric,
         "bootstrap_samples": policy.bootstrap_samples,
         "bootstrap_seed": BOOTSTRAP_SEED,
+        "bootstrap_method": BOOTSTRAP_METHOD,
         "champion_rescored": inputs.champion_scores is not None,
         "champion_version": inputs.champion_version,
         "cold_start": inputs.champion_scores is None,

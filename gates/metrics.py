@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from gatewise.scoring import DECISION_THRESHOLD  # every gate judges the decision the server makes
@@ -107,25 +108,72 @@ def metric_value(name: str, y_true: np.ndarray, scores: np.ndarray) -> float | N
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _resamples(rows: int, samples: int) -> np.ndarray:
+# How the paired bootstrap resamples, written into the gates' evidence beside its intervals.
+BOOTSTRAP_METHOD = (
+    "paired percentile bootstrap over the test rows, fixed seed; balanced_accuracy, f1 and accuracy "
+    "resample the counts of (label, baseline decision, candidate decision) as one multinomial draw "
+    "per resample (the same distribution as drawing rows); roc_auc draws row indices in chunks"
+)
+# roc_auc needs the rows themselves: its resamples are drawn a few at a time, so that at most this
+# many row indices (and the per-resample weights made from them) exist at once, never a
+# [samples x rows] matrix (1000 x 150k test rows: 1.2 GB of int64 per call, several calls per
+# candidate, candidates gated in parallel). The draws equal one big draw: the chunk size does
+# not change an interval.
+BOOTSTRAP_CHUNK_CELLS = 1 << 22
+
+
+def _resample_chunks(rows: int, samples: int) -> Iterator[np.ndarray]:
+    """The ``samples`` bootstrap resamples of ``rows`` rows, a [k x rows] block of indices at a time."""
     import numpy as np
 
     rng = np.random.default_rng(BOOTSTRAP_SEED)
-    return rng.integers(0, rows, size=(samples, rows))
+    per_chunk = max(1, BOOTSTRAP_CHUNK_CELLS // max(rows, 1))
+    for start in range(0, samples, per_chunk):
+        yield rng.integers(0, rows, size=(min(per_chunk, samples - start), rows))
 
 
-def bootstrap_metric(name: str, y_true: np.ndarray, scores: np.ndarray, draws: np.ndarray) -> np.ndarray:
-    """The metric on each bootstrap resample (rows of ``draws`` index the test rows)."""
+def _bootstrap_auc(y_true: np.ndarray, scores: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """ROC AUC on each resample (rows of ``draws`` index the test rows), as a weighting of the rows."""
     import numpy as np
 
-    y_true = np.asarray(y_true)
-    if name == "roc_auc":
-        weights = np.zeros(draws.shape, dtype="float64")
-        np.add.at(weights, (np.repeat(np.arange(len(draws)), draws.shape[1]), draws.ravel()), 1.0)
-        return _weighted_auc(y_true, np.asarray(scores, dtype="float64"), weights)
-    predicted = decisions(scores)
-    function = {"balanced_accuracy": balanced_accuracy, "f1": _f1, "accuracy": _accuracy}[name]
-    return np.asarray(function(y_true[draws], predicted[draws]), dtype="float64")
+    samples, rows = draws.shape[0], len(y_true)
+    # How often each row was drawn, per resample: one bincount over (resample, row) cells.
+    cells = (np.arange(samples, dtype="int64")[:, None] * rows + draws).ravel()
+    weights = np.bincount(cells, minlength=samples * rows).reshape(samples, rows).astype("float64")
+    return _weighted_auc(np.asarray(y_true), np.asarray(scores, dtype="float64"), weights)
+
+
+def _from_counts(name: str, tp: np.ndarray, fn: np.ndarray, tn: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """A decision metric from confusion counts, one value per resample; as the row-wise functions
+    above: a class absent from a resample leaves balanced accuracy's mean, f1 of nothing is NaN."""
+    import warnings
+
+    import numpy as np
+
+    tp, fn, tn, fp = (np.asarray(c, dtype="float64") for c in (tp, fn, tn, fp))
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if name == "balanced_accuracy":
+            return np.nanmean(np.stack([tp / (tp + fn), tn / (tn + fp)]), axis=0)
+        if name == "f1":
+            denominator = 2 * tp + fp + fn
+            return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), np.nan)
+        return (tp + tn) / (tp + fn + tn + fp)
+
+
+def _count_drops(name: str, y_true: np.ndarray, baseline: np.ndarray, candidate: np.ndarray, samples: int) -> np.ndarray:
+    """metric(baseline) - metric(candidate) on each resample, from the counts of the 8 cells
+    (label, baseline decision, candidate decision): resampling n rows with replacement gives cell
+    counts that are multinomial(n, cell shares), so one draw of 8 counts stands for n row draws."""
+    import numpy as np
+
+    y = np.asarray(y_true).astype("int64")
+    cells = np.bincount(4 * y + 2 * decisions(baseline) + decisions(candidate), minlength=8)
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    c = rng.multinomial(len(y), cells / cells.sum(), size=samples)  # [samples, 8]: cell 4y + 2b + d
+    base = _from_counts(name, c[:, 6] + c[:, 7], c[:, 4] + c[:, 5], c[:, 0] + c[:, 1], c[:, 2] + c[:, 3])
+    cand = _from_counts(name, c[:, 5] + c[:, 7], c[:, 4] + c[:, 6], c[:, 0] + c[:, 2], c[:, 1] + c[:, 3])
+    return base - cand
 
 
 def paired_bootstrap_drop(
@@ -135,7 +183,8 @@ def paired_bootstrap_drop(
 
     Paired: each resample draws the same rows for both models, so the interval reflects the
     difference between the models rather than the luck of the test rows. Fixed seed: the same
-    inputs give the same interval in every run and on every machine.
+    inputs give the same interval in every run and on every machine. Memory stays flat in the
+    test rows and the resamples (BOOTSTRAP_METHOD says how).
     """
     import warnings
 
@@ -143,8 +192,13 @@ def paired_bootstrap_drop(
 
     if samples <= 0 or len(y_true) == 0:
         return None
-    draws = _resamples(len(y_true), samples)
-    drops = bootstrap_metric(metric, y_true, baseline, draws) - bootstrap_metric(metric, y_true, candidate, draws)
+    if metric == "roc_auc":
+        drops = np.concatenate([
+            _bootstrap_auc(y_true, baseline, draws) - _bootstrap_auc(y_true, candidate, draws)
+            for draws in _resample_chunks(len(y_true), samples)
+        ])
+    else:
+        drops = _count_drops(metric, y_true, baseline, candidate, samples)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no interval
         low, high = np.nanpercentile(drops, [2.5, 97.5])

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from gatewise.data import label_vector
 from gatewise.gates.evidence import failure_reason, json_ready, number
 from gatewise.gates.inputs import GateInputs
-from gatewise.gates.metrics import DECISION_THRESHOLD, check_length, decisions, metric_value, paired_bootstrap_drop
+from gatewise.gates.metrics import BOOTSTRAP_METHOD, DECISION_THRESHOLD, check_length, decisions, metric_value, paired_bootstrap_drop
 from gatewise.policy import RobustnessPolicy
 from gatewise.types import GateResult, Schema
 
@@ -203,6 +203,7 @@ def robustness(inputs: GateInputs) -> GateResult:
         "category_swap_rate": policy.category_swap_rate,
         "missing_rate": policy.missing_rate,
         "bootstrap_samples": policy.bootstrap_samples,
+        "bootstrap_method": BOOTSTRAP_METHOD,
         "seed": policy.seed,
         "failed_checks": failed,
         "reason": failure_reason(GATE, failed, summary),

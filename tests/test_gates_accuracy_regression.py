@@ -147,3 +147,40 @@ def test_the_primary_metric_is_configurable_and_drops_are_measured_in_it(metric,
     assert result.details[f"champion_{metric}"] is not None
     low, high = result.details["drop_vs_champion_ci95"]
     assert low <= result.details["drop_vs_champion"] <= high
+
+
+@pytest.mark.parametrize("metric", ["balanced_accuracy", "f1", "accuracy"])
+def test_the_count_bootstrap_matches_resampling_rows_without_a_resamples_by_rows_matrix(metric, over_compressed_scores):
+    """The decision metrics resample cell counts (one multinomial per resample) instead of a
+    [samples x rows] index matrix; the interval is the one resampling the rows gives, within the
+    bootstrap's own noise, and the method is written into the evidence."""
+    from gatewise.data import label_vector
+    from gatewise.gates.metrics import BOOTSTRAP_METHOD, balanced_accuracy, decisions, paired_bootstrap_drop
+
+    y = label_vector(arrests_split().test, ARRESTS_SCHEMA)
+    baseline, candidate = arrests_inputs().scores, over_compressed_scores
+    function = {
+        "balanced_accuracy": balanced_accuracy,
+        "f1": lambda t, p: 2 * (t & p).sum(axis=-1) / (t.sum(axis=-1) + p.sum(axis=-1)),
+        "accuracy": lambda t, p: (t == p).mean(axis=-1),
+    }[metric]
+    draws = np.random.default_rng(7).integers(0, len(y), size=(2000, len(y)))  # rows resampled, the textbook way
+    by_rows = function(y[draws], decisions(baseline)[draws]) - function(y[draws], decisions(candidate)[draws])
+    low, high = paired_bootstrap_drop(y, baseline, candidate, 2000, metric)
+    reference_low, reference_high = np.percentile(by_rows, [2.5, 97.5])
+    width = reference_high - reference_low
+    assert abs(low - reference_low) < 0.15 * width and abs(high - reference_high) < 0.15 * width
+    assert paired_bootstrap_drop(y, baseline, candidate, 2000, metric) == [low, high]  # seeded
+    details = accuracy_regression(arrests_inputs(scores=candidate, parent_scores=baseline)).details
+    assert details["bootstrap_method"] == BOOTSTRAP_METHOD and details["bootstrap_samples"] == 1000
+
+
+def test_the_auc_bootstrap_gives_the_same_interval_whatever_its_chunk_size(monkeypatch, over_compressed_scores):
+    from gatewise.data import label_vector
+    from gatewise.gates import metrics
+
+    y = label_vector(arrests_split().test, ARRESTS_SCHEMA)
+    whole = metrics.paired_bootstrap_drop(y, arrests_inputs().scores, over_compressed_scores, 200, "roc_auc")
+    monkeypatch.setattr(metrics, "BOOTSTRAP_CHUNK_CELLS", 7 * len(y))  # 7 resamples at a time
+    assert metrics.paired_bootstrap_drop(y, arrests_inputs().scores, over_compressed_scores, 200, "roc_auc") == whole
+    assert whole[0] < whole[1]
