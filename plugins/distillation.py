@@ -2,7 +2,8 @@
 
 The parent is the teacher; the student (``hidden`` widths, narrower than the parent's) learns the
 teacher's logits on the calibration rows, which are training rows: no label and no test row is
-needed. The student keeps the parent's input contract and encoding layers.
+needed. The student keeps the parent's input contract and encoding layers. A parent that is not
+an export of the ``mlp`` trainer is skipped, with the reason (``applies``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ class Distill:
 
     def check_params(self, params: dict[str, Any]) -> None:
         parse_params(DistillParams, params, f"compressor '{self.name}'")
+
+    def applies(self, parent: Path, params: dict[str, Any]) -> str | None:
+        from gatewise.plugins.student_export import mlp_parent_applies
+
+        return mlp_parent_applies(Path(parent))
 
     def compress(self, parent: Path, output: Path, calibration: np.ndarray, params: dict[str, Any]) -> None:
         settings = parse_params(DistillParams, params, f"compressor '{self.name}'")

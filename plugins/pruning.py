@@ -2,7 +2,8 @@
 
 The pruned model is really narrower (fewer rows in each weight matrix), not a sparse copy: the
 file shrinks and every Gemm does less work. The fine-tune fits the narrow model to the parent's
-logits on the calibration rows (training rows only), so no label and no test row is needed.
+logits on the calibration rows (training rows only), so no label and no test row is needed. A
+parent that is not an export of the ``mlp`` trainer is skipped, with the reason (``applies``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class PruneUnits:
 
     def check_params(self, params: dict[str, Any]) -> None:
         parse_params(PruneParams, params, f"compressor '{self.name}'")
+
+    def applies(self, parent: Path, params: dict[str, Any]) -> str | None:
+        from gatewise.plugins.student_export import mlp_parent_applies
+
+        return mlp_parent_applies(Path(parent))
 
     def compress(self, parent: Path, output: Path, calibration: np.ndarray, params: dict[str, Any]) -> None:
         settings = parse_params(PruneParams, params, f"compressor '{self.name}'")

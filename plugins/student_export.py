@@ -19,6 +19,19 @@ from gatewise.lineage import TRAINING_KEY, append_compression_record, read_metad
 TORCH_LOCK = threading.RLock()
 
 
+def mlp_parent_applies(parent: Path) -> str | None:
+    """None when ``parent`` is an ONNX export of the ``mlp`` trainer, which is what pruning and
+    distillation rebuild and retrain; otherwise why not (the candidate is then skipped)."""
+    from gatewise.plugins.mlp_module import module_from_onnx
+
+    with TORCH_LOCK:
+        try:
+            module_from_onnx(Path(parent))
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
 def layer_widths(module: Any) -> list[int]:
     from torch import nn
 

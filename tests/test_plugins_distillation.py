@@ -84,9 +84,19 @@ def test_a_chain_runs_each_step_on_the_one_before_and_records_every_step(parent,
 def test_a_failing_step_makes_the_chain_an_errored_candidate(parent, tmp_path):
     from gatewise.flows.steps import compress
 
-    # int8_static's output is no longer the MLP's own graph, so distillation cannot read it.
+    # distill applies, then int8_static fails: it has no calibration row to calibrate on.
+    child = compress(Settings(), "distill+int8_static", _parent_candidate(parent), parent.calibration[:0], tmp_path)
+    assert child.status == "errored" and "calibration" in child.error
+
+
+def test_a_step_that_cannot_read_the_model_before_it_skips_the_chain_with_the_reason(parent, tmp_path):
+    from gatewise.flows.steps import compress
+
+    # int8_static's output is no longer the MLP's own graph, so pruning cannot rebuild it.
     child = compress(Settings(), "int8_static+prune_units", _parent_candidate(parent), parent.calibration, tmp_path)
-    assert child.status == "errored" and "not an ONNX export of gatewise's 'mlp' trainer" in child.error
+    assert child.status == "skipped" and child.onnx_path is None
+    assert child.error.startswith("prune_units: the parent is not an ONNX export of gatewise's 'mlp' trainer")
+    assert Distill().applies(parent.path, {}) is None
 
 
 def test_preflight_checks_each_step_of_a_chain(tmp_path):

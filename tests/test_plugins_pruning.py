@@ -68,8 +68,11 @@ def test_the_fine_tune_is_recorded_and_brings_the_student_closer(parent, tmp_pat
 def test_a_parent_that_is_not_the_mlp_is_refused_with_a_reason(parent, tmp_path):
     from test_deploy_support import tiny_onnx
 
+    tiny = tiny_onnx(tmp_path / "tiny.onnx", 1.0)
+    assert PruneUnits().applies(tiny, {}).startswith("the parent is not an ONNX export of gatewise's 'mlp' trainer")
+    assert PruneUnits().applies(parent.path, {}) is None
     with pytest.raises(ValueError, match="not an ONNX export of gatewise's 'mlp' trainer"):
-        PruneUnits().compress(tiny_onnx(tmp_path / "tiny.onnx", 1.0), tmp_path / "x.onnx", parent.calibration, {})
+        PruneUnits().compress(tiny, tmp_path / "x.onnx", parent.calibration, {})
 
 
 def test_bad_params_are_usage_errors(parent, tmp_path):
