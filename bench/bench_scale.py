@@ -91,17 +91,16 @@ def _kind(pid: int) -> str:
 
 
 def _sample(pid: int, started: float, memory: Memory, stop: threading.Event) -> None:
-    kinds: dict[int, str] = {}
     while not stop.is_set():
         rss, hwm = _status_mb(pid)
         if rss:
             memory.run_samples.append((time.perf_counter() - started, rss))
             memory.run_peak_mb = max(memory.run_peak_mb, hwm)
         for child in _descendants(pid):
-            kind = kinds.setdefault(child, _kind(child))
             _, child_hwm = _status_mb(child)
             if child_hwm > memory.child_peaks_mb.get(child, ("", 0.0))[1]:
-                memory.child_peaks_mb[child] = (kind, child_hwm)
+                # Read each time: just after the fork a child still shows its parent's command line.
+                memory.child_peaks_mb[child] = (_kind(child), child_hwm)
         stop.wait(SAMPLE_S)
 
 

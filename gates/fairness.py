@@ -1,5 +1,5 @@
-"""Fairness gate: Fairlearn MetricFrames per sensitive column and their intersection, parity
-differences and ratios, per-group regression vs the parent and the champion, and parity growth
+"""Fairness gate: Fairlearn's per-group metrics (MetricFrame's table, computed directly) per
+sensitive column and their intersection, parity differences and ratios, per-group regression vs the parent and the champion, and parity growth
 of a compressed candidate over its parent."""
 
 from __future__ import annotations
@@ -57,38 +57,24 @@ def _parity(table: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def _by_group(metric: str, y: np.ndarray, scores: np.ndarray, groups: pd.Series) -> pd.DataFrame:
-    """Fairlearn MetricFrame of the primary metric, selection rate, TPR and FPR, per group."""
-    from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
-
-    def on_decisions(function):
-        return lambda y_true, y_score: function(y_true, decisions(y_score))
-
-    metrics = {
-        metric: lambda y_true, y_score: metric_value(metric, y_true, y_score),
-        "selection_rate": on_decisions(selection_rate),
-        "true_positive_rate": on_decisions(true_positive_rate),
-        "false_positive_rate": on_decisions(false_positive_rate),
-    }
-    return MetricFrame(metrics=metrics, y_true=y, y_pred=scores, sensitive_features=groups).by_group
-
-
-def _baseline_by_group(metric: str, y: np.ndarray, scores: np.ndarray, groups: pd.Series) -> pd.DataFrame:
-    """The same table for a baseline (parent, champion), computed directly: a MetricFrame per
-    baseline and view tripled the gate's time (0.25 s each here); the test suite checks both
-    ways give equal tables."""
+def group_table(metric: str, y: np.ndarray, scores: np.ndarray, groups: pd.Series) -> pd.DataFrame:
+    """Per group: the primary metric, selection rate, TPR and FPR, as Fairlearn's MetricFrame
+    computes them (the test suite checks the tables are equal), computed directly: MetricFrame
+    (fairlearn 0.15) stacks its inputs one row at a time, 30 s per candidate at 150k test rows.
+    One stable sort splits the rows by group, so the cost stays linear however many groups."""
     import numpy as np
     import pandas as pd
 
     predicted = decisions(scores)
+    codes, names = pd.factorize(groups.to_numpy())  # groups in order of first appearance
+    order = np.argsort(codes, kind="stable")
     rows = {}
-    for group in pd.unique(groups):
-        mask = (groups == group).to_numpy()
-        truth, chosen = y[mask], predicted[mask]
+    for group, members in zip(names, np.split(order, np.cumsum(np.bincount(codes, minlength=len(names)))[:-1])):
+        truth, chosen = y[members], predicted[members]
         positives, negatives = truth == 1, truth == 0
         rows[group] = {
-            metric: metric_value(metric, truth, scores[mask]),
-            "selection_rate": float(chosen.mean()) if mask.any() else np.nan,
+            metric: metric_value(metric, truth, scores[members]),
+            "selection_rate": float(chosen.mean()) if len(members) else np.nan,
             "true_positive_rate": float(chosen[positives].mean()) if positives.any() else 0.0,
             "false_positive_rate": float(chosen[negatives].mean()) if negatives.any() else 0.0,
         }
@@ -111,7 +97,7 @@ def _column_report(
         and negatives.get(g, 0) >= policy.min_group_class_rows
     ]
     too_small = sorted(str(g) for g in sizes.index if g not in judged)
-    frame = _by_group(metric, y, scores, groups)
+    frame = group_table(metric, y, scores, groups)
     report: dict[str, Any] = {
         "groups": {
             str(g): {
@@ -142,7 +128,7 @@ def _column_report(
             failed.append(f"{name}: {check} {parity[check]:.3f} > {limit:.3f}")
     for baseline, baseline_scores in baselines.items():
         limit = policy.max_group_drop_vs_parent if baseline == "parent" else policy.max_group_drop_vs_champion
-        base_frame = _baseline_by_group(metric, y, baseline_scores, groups)
+        base_frame = group_table(metric, y, baseline_scores, groups)
         drops = {}
         for g in judged:
             drop = float(base_frame.loc[g, metric]) - float(frame.loc[g, metric])

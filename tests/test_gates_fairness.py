@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pytest
 from test_gates_support import ARRESTS_SCHEMA, arrests_inputs, arrests_split, fit_logreg
 
 from gatewise.gates.fairness import fairness
@@ -139,15 +140,35 @@ def test_with_every_group_too_small_the_gate_fails():
     assert "fewer than two judged groups" in result.summary
 
 
-def test_the_baselines_table_equals_fairlearns_metricframe():
+def fairlearn_table(metric: str, y: np.ndarray, scores: np.ndarray, groups):
+    """Fairlearn's MetricFrame of the same four measures: the reference the gate's table must equal."""
+    from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
+
+    from gatewise.gates.metrics import decisions, metric_value
+
+    def on_decisions(function):
+        return lambda y_true, y_score: function(y_true, decisions(y_score))
+
+    metrics = {
+        metric: lambda y_true, y_score: metric_value(metric, y_true, y_score),
+        "selection_rate": on_decisions(selection_rate),
+        "true_positive_rate": on_decisions(true_positive_rate),
+        "false_positive_rate": on_decisions(false_positive_rate),
+    }
+    return MetricFrame(metrics=metrics, y_true=y, y_pred=scores, sensitive_features=groups).by_group
+
+
+@pytest.mark.parametrize("metric", ["balanced_accuracy", "roc_auc"])
+def test_the_per_group_table_equals_fairlearns_metricframe(metric):
     from gatewise.data import label_vector
-    from gatewise.gates.fairness import _baseline_by_group, _by_group, _groups
+    from gatewise.gates.fairness import _groups, group_table
 
     split = arrests_split()
     y = label_vector(split.test, ARRESTS_SCHEMA)
     scores = arrests_inputs().scores
     for columns in (("colour",), ("colour", "sex")):
         groups = _groups(split.test, columns)
-        expected = _by_group("balanced_accuracy", y, scores, groups).sort_index()
-        actual = _baseline_by_group("balanced_accuracy", y, scores, groups).sort_index()[list(expected.columns)]
+        expected = fairlearn_table(metric, y, scores, groups).sort_index()
+        actual = group_table(metric, y, scores, groups).sort_index()[list(expected.columns)]
+        assert list(actual.index) == list(expected.index)
         assert np.allclose(expected.to_numpy(dtype=float), actual.to_numpy(dtype=float), equal_nan=True)
