@@ -5,6 +5,11 @@ the same number of epochs. The naive loop is what a first version often looks li
 Dataset whose __getitem__ reads one pandas row with .iloc and encodes it, batched by DataLoader.
 A third loop, a DataLoader over the rows encoded once (TensorDataset), is the fairer middle ground.
 Prints samples per second of each and the ratios. Run: python bench/bench_train.py
+
+``python bench/bench_train.py search`` times the ``mlp_search`` trainer instead: a 12-trial search
+on the same rows with one trial at a time and with two at once (same seed and budget, run in the
+order 1, 2, 2, 1 so a drift in the machine's load falls on both alike). It prints each search's
+wall time, epochs trained and epochs per second, the ratios, and the load average.
 """
 
 from __future__ import annotations
@@ -84,5 +89,36 @@ def main() -> int:
     return 0
 
 
+def search() -> int:
+    import os
+
+    from gatewise.data import build_dataset, label_vector, split_dataset
+    from gatewise.encoding import InputSpec
+    from gatewise.plugins.data_sources import ArrestsSource
+    from gatewise.plugins.search import MLPSearch
+
+    dataset = build_dataset(ArrestsSource().load(None), None, None, None)
+    split = split_dataset(dataset, seed=42, test_fraction=0.3)
+    spec = InputSpec.fit(split.train, dataset.schema.numeric, dataset.schema.categorical)
+    label = label_vector(split.train, dataset.schema)
+    MLPSearch().train(split.train, label, spec, {"trials": 2, "parallel": 2, "epochs": 2})  # warm-up, not timed
+    print(f"mlp_search, 12 trials, {len(label)} training rows, seed 0; load average before: {os.getloadavg()}")
+    results: dict[int, list[tuple[float, int, float]]] = {1: [], 2: []}
+    for parallel in (1, 2, 2, 1):
+        started = time.perf_counter()
+        record = MLPSearch().train(split.train, label, spec, {"trials": 12, "timeout_s": 3600, "parallel": parallel}).record["search"]
+        wall = time.perf_counter() - started
+        epochs = sum(t["epochs"] for t in record["trials"])
+        results[parallel].append((wall, epochs, record["winner"]["value"]))
+        pruned = sum(t["state"] == "pruned" for t in record["trials"])
+        print(f"  parallel={parallel}: {wall:6.1f} s wall, {epochs} epochs ({pruned} trials pruned), "
+              f"{epochs / wall:5.1f} epochs/s, busy {record['trial_seconds']:.1f} s, best validation loss {record['winner']['value']:.4f}")
+    wall = {p: sum(w for w, _, _ in r) for p, r in results.items()}
+    rate = {p: sum(e for _, e, _ in r) / wall[p] for p, r in results.items()}
+    print(f"  parallel=2 vs 1: wall {wall[1] / wall[2]:.2f}x faster, epochs/s {rate[2] / rate[1]:.2f}x; "
+          f"load average after: {os.getloadavg()}, {os.cpu_count()} CPUs")
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(search() if sys.argv[1:] == ["search"] else main())

@@ -50,7 +50,7 @@ class SearchSettings(_Strict):
 
     trials: int = Field(12, ge=1, le=10_000, description="Most trials.")
     timeout_s: float = Field(60.0, gt=0, le=86_400, description="Wall-time budget of the search in seconds; no trial starts after it (those running finish).")
-    parallel: int = Field(2, ge=1, le=64, description="Most trials running at once, each a task on the flow's task runner (one torch thread each); 1 runs them one after another and makes the search reproducible.")
+    parallel: int = Field(1, ge=1, le=64, description="Most trials running at once, each a task on the flow's task runner (one torch thread each). 1 (one after another) is reproducible, and on the threads runner no slower: the small MLP's fit holds the GIL (docs/optimization.md); more pays on a runner whose workers are processes.")
     seed: int = Field(0, ge=0, description="Seed of the TPE sampler and of every trial's fit.")
     startup_trials: int = Field(4, ge=0, le=1000, description="Trials sampled at random before TPE, and before the median pruner may prune.")
     epochs: int = Field(30, ge=1, le=10_000, description="Most epochs per trial (early stopping and the pruner end most sooner).")

@@ -58,16 +58,16 @@ def test_digest_changes_with_a_threshold():
 
 def test_the_search_section_is_the_budget_of_the_mlp_search_trainer(tmp_path):
     path = tmp_path / "gatewise.toml"
-    path.write_text('[train]\ntrainer = "mlp_search"\n\n[search]\ntrials = 5\nparallel = 1\n')
+    path.write_text('[train]\ntrainer = "mlp_search"\n\n[search]\ntrials = 5\nparallel = 2\n')
     settings = load_settings(path)
-    assert settings.search.trials == 5 and settings.search.parallel == 1
+    assert settings.search.trials == 5 and settings.search.parallel == 2
     # Folded into the trainer's params, so the signed settings show the budget the trainer used.
     assert settings.train.params == settings.search.model_dump()
     recorded = settings.model_dump(mode="json")
     assert recorded["train"]["params"]["trials"] == 5 and recorded["search"]["trials"] == 5
     assert parse_settings(recorded) == settings  # a recorded dump reads back as the same settings
     # No [search]: the trainer still gets the defaults, and they are in the signed settings too.
-    assert parse_settings({"train": {"trainer": "mlp_search"}}).train.params["parallel"] == 2
+    assert parse_settings({"train": {"trainer": "mlp_search"}}).train.params["timeout_s"] == 60
 
 
 def test_a_bad_search_section_is_one_line(tmp_path):
