@@ -160,8 +160,6 @@ class MLPSearch:
         optuna = _optuna(self.name)
         import numpy as np
 
-        from gatewise.plugins.mlp_module import Recipe
-
         label = np.asarray(label)
         MLPTrainer().check_data(train, label, self.name)
         features = spec.encode(train)
@@ -175,36 +173,8 @@ class MLPSearch:
         study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
         pool = _TrialPool(settings.parallel)
         started = time.time()
-        deadline = started + settings.timeout_s
-        running: dict[Any, Any] = {}  # future -> optuna trial
-        outcomes: dict[int, tuple[TrialOutcome, str | None]] = {}
-        asked = 0
         try:
-            while True:
-                # Fill the free slots; no trial starts after the budget (those running finish).
-                while len(running) < settings.parallel and asked < settings.trials and time.time() < deadline:
-                    trial = study.ask()
-                    recipe = Recipe(**{**MLPParams().model_dump(), **_suggest(trial), "epochs": settings.epochs, "seed": settings.seed})
-                    future = pool.submit(features, label, n_numeric, cardinalities, recipe, trial if pool.live_pruning else None)
-                    running[future] = trial
-                    asked += 1
-                if not running:
-                    break
-                future = pool.first_done(list(running))
-                trial = running.pop(future)
-                try:
-                    outcome = future.result()
-                except BaseException:
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                    raise
-                if not pool.live_pruning:
-                    for epoch, loss in enumerate(outcome.validation_loss, start=1):
-                        trial.report(loss, epoch)
-                if outcome.state == "pruned":
-                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                else:
-                    study.tell(trial, float(outcome.record["best_validation_loss"]))
-                outcomes[trial.number] = outcome
+            outcomes = _run_trials(study, pool, settings, (features, label, n_numeric, cardinalities), started + settings.timeout_s)
         finally:
             pool.close()
         elapsed = time.time() - started
@@ -218,12 +188,12 @@ class MLPSearch:
             "sampler": "TPE (constant liar)", "pruner": "median", "objective": "best validation loss (class-weighted BCE)",
             "space": SPACE, "budget": {"trials": settings.trials, "timeout_s": settings.timeout_s},
             "parallel": settings.parallel, "runner": pool.runner,
-            "pruning": "live, epoch by epoch" if pool.live_pruning else "none: trials on another process run to early stopping",
+            "pruning": "live, epoch by epoch" if pool.live_pruning else "none: on this task runner a trial cannot reach the study, so each runs to early stopping",
             "seed": settings.seed, "startup_trials": settings.startup_trials, "epochs_per_trial": settings.epochs,
             "threads_per_trial": 1,
             # With more than one trial running, what TPE has seen when it samples depends on timing.
             "reproducible": settings.parallel == 1,
-            "stopped_by": "trials" if asked >= settings.trials else "time",
+            "stopped_by": "trials" if len(study.trials) >= settings.trials else "time",
             "seconds": round(elapsed, 3),
             "trial_seconds": round(busy, 3),
             "trials": [_trial_record(t, outcomes[t.number], started) for t in study.trials],
@@ -232,6 +202,39 @@ class MLPSearch:
         logger.info("mlp_search: %d trials in %.1f s (%d at once on %s), winner %d",
                     len(study.trials), elapsed, settings.parallel, pool.runner, best.number)
         return TrainedModel(module=winner.module, spec=spec, record={"trainer": self.name, "search": search, **winner.record})
+
+
+def _run_trials(study: Any, pool: _TrialPool, settings: SearchSettings, data: tuple[Any, ...], deadline: float) -> dict[int, TrialOutcome]:
+    """Optuna's ask/tell with at most ``settings.parallel`` trials in flight; the outcome of each."""
+    import optuna
+
+    from gatewise.plugins.mlp_module import Recipe
+
+    running: dict[Any, Any] = {}  # future -> Optuna trial
+    outcomes: dict[int, TrialOutcome] = {}
+    while True:
+        # Fill the free slots; no trial starts after the time budget (those running finish).
+        while len(running) < settings.parallel and len(study.trials) < settings.trials and time.time() < deadline:
+            trial = study.ask()
+            recipe = Recipe(**{**MLPParams().model_dump(), **_suggest(trial), "epochs": settings.epochs, "seed": settings.seed})
+            running[pool.submit(*data, recipe, trial if pool.live_pruning else None)] = trial
+        if not running:
+            return outcomes
+        future = pool.first_done(list(running))
+        trial = running.pop(future)
+        try:
+            outcome = future.result()
+        except BaseException:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        if not pool.live_pruning:  # the trial could not report from where it ran: its curve, now
+            for epoch, loss in enumerate(outcome.validation_loss, start=1):
+                trial.report(loss, epoch)
+        if outcome.state == "pruned":
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, float(outcome.record["best_validation_loss"]))
+        outcomes[trial.number] = outcome
 
 
 def _suggest(trial: Any) -> dict[str, Any]:
