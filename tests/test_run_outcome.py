@@ -97,3 +97,19 @@ def test_run_ending_records_nothing_before_the_run_entry_and_keeps_the_runs_own_
     ending.stopped(KeyboardInterrupt())  # ended already: no second outcome
     assert len(outcomes(registry, "run-1")) == 1 and registry.verify().ok
     registry.close()
+
+
+def test_the_run_table_and_summary_show_a_skipped_compressor_with_its_reason(capsys):
+    from gatewise.cli import outcome_document, print_outcome
+    from gatewise.flows.steps import CandidateOutcome, RunOutcome
+    from gatewise.types import GateResult
+
+    passed = tuple(GateResult(gate=g, passed=True, value=0.9, threshold=0.8, summary="ok") for g in st.MANDATORY_GATES)
+    parent = Candidate(name="parent", plugin=PLUGIN, status="ok", size_bytes=2048)
+    outcome = RunOutcome("run-1", "arrests", "blocked", (CandidateOutcome(parent, "arrests:v1", passed),), skipped=(SKIPPED,))
+    print_outcome(outcome)
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split() for line in out if line.startswith("int8_static ")] == [["int8_static", "-", "-", "-", "-", "-", "-", "skipped"]]
+    assert "int8_static: skipped: no MatMul or Gemm to quantize" in out
+    assert outcome_document(outcome)["skipped"] == [{"name": "int8_static", "plugin": "int8_dynamic", "plugin_version": "0.1.0",
+                                                     "distribution": "gatewise", "reason": "no MatMul or Gemm to quantize"}]
