@@ -234,7 +234,11 @@ def export_parent(trained: TrainedModel, split: Split, workdir: Path) -> Candida
         from gatewise.lineage import TRAINING_KEY, write_metadata
 
         write_metadata(path, TRAINING_KEY, trained.record)
-    plugin = replace(EXPORT_PLUGIN, version=__version__, code_sha256=export_code_sha256())
+    from gatewise import PLUGIN_API_VERSION
+    from gatewise.provenance import distribution_sha256
+
+    plugin = replace(EXPORT_PLUGIN, version=__version__, code_sha256=export_code_sha256(),
+                     distribution_sha256=distribution_sha256("gatewise"), plugin_api=PLUGIN_API_VERSION)
     return Candidate(name=PARENT, plugin=plugin, status="ok", onnx_path=path, sha256=sha256_file(path), size_bytes=path.stat().st_size)
 
 

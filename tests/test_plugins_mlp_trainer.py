@@ -163,3 +163,7 @@ def test_the_parent_file_carries_the_training_record(crafted, tmp_path):
     split = Split(frame, frame.head(50), 0, "0" * 64, "1" * 64)
     parent = export_parent(trained, split, tmp_path)
     assert read_metadata(parent.onnx_path, TRAINING_KEY) == json.loads(json.dumps(trained.record))
+    # The parent's producer is recorded like any plugin: gatewise's whole-distribution digest and API.
+    from gatewise import PLUGIN_API_VERSION
+
+    assert len(parent.plugin.distribution_sha256) == 64 and parent.plugin.plugin_api == PLUGIN_API_VERSION
