@@ -106,6 +106,32 @@ def test_inside_a_flow_the_trials_are_tasks_of_the_flow_run(crafted):
     assert most_at_once(search["trials"]) == 2
 
 
+def test_on_a_dask_runner_the_trials_run_there_and_are_not_pruned(crafted):
+    """[run] task_runner = "dask", as the retrain flow builds it: a trial there cannot report to the
+    study in this process, so it trains to early stopping and its curve is told when it returns."""
+    pytest.importorskip("prefect_dask", reason="prefect-dask is not installed (pip install 'gatewise[dask]')")
+    from prefect import flow, runtime, task
+    from prefect.cache_policies import NO_CACHE
+
+    from gatewise.config import parse_settings
+    from gatewise.flows.execution import task_runner_for
+
+    frame, label, spec = crafted
+    train = task(MLPSearch().train, name="train", cache_policy=NO_CACHE)
+    runner = task_runner_for(parse_settings({"run": {"task_runner": "dask"}}))
+
+    @flow(task_runner=runner, validate_parameters=False)
+    def tiny_retrain_on_dask():
+        trained = train(frame, label, spec, {"trials": 4, "timeout_s": 600, "epochs": 5, "startup_trials": 1, "parallel": 2})
+        return trained.record["search"], str(runtime.flow_run.id)
+
+    search, flow_run_id = tiny_retrain_on_dask()
+    assert search["runner"] == "prefect DaskTaskRunner" and search["pruning"].startswith("none")
+    assert len(search["trials"]) == 4 and all(t["state"] == "complete" for t in search["trials"])
+    assert all(1 <= t["epochs"] <= 5 and t["task_run"]["flow_run_id"] == flow_run_id for t in search["trials"])
+    assert search["winner"]["value"] == min(t["value"] for t in search["trials"])
+
+
 def test_bad_params_are_usage_errors():
     with pytest.raises(UsageError, match="unknown parameter 'budget'"):
         MLPSearch().check_params({"budget": 3})
