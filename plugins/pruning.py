@@ -9,12 +9,12 @@ parent that is not an export of the ``mlp`` trainer is skipped, with the reason 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
 from gatewise.hookspecs import Compressor, hookimpl
-from gatewise.plugins.params import FineTuneParams, parse_params
+from gatewise.plugins.params import FineTuneEpochs, FineTuneParams, parse_params
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,6 +24,7 @@ class PruneParams(FineTuneParams):
     """Parameters of ``prune_units`` (``[compress.params.prune_units]``); ``epochs`` 0 skips the fine-tune."""
 
     keep: float = Field(0.5, gt=0, le=1, description="Share of each hidden layer's units kept (at least one).")
+    epochs: Annotated[FineTuneEpochs, Field(le=1000)] = 20
 
 
 class PruneUnits:
