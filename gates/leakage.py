@@ -214,15 +214,20 @@ def _coded(frame: pd.DataFrame, columns: list[str], schema: Schema) -> np.ndarra
 
 
 def _mutual_information(a: np.ndarray, b: np.ndarray) -> float:
-    """Mutual information of two coded columns, from the pairs that occur (never a dense table:
-    two columns of distinct floats would need rows x rows cells)."""
+    """Mutual information of two coded columns (``_coded``: codes 0..k-1), from the pairs that
+    occur (never a dense table: two columns of distinct floats would need rows x rows cells).
+    The pairs are found by hashing, not sorting, so the cost stays linear in the rows; they are
+    summed in the order of their keys."""
     import numpy as np
+    import pandas as pd
 
     n = len(a)
-    _, a_index, a_counts = np.unique(a, return_inverse=True, return_counts=True)
-    _, b_index, b_counts = np.unique(b, return_inverse=True, return_counts=True)
-    _, first, joint = np.unique(a_index.astype("int64") * len(b_counts) + b_index, return_index=True, return_counts=True)
-    expected = a_counts[a_index[first]] * b_counts[b_index[first]] / n
+    a_counts, b_counts = np.bincount(a), np.bincount(b)
+    pair_index, pairs = pd.factorize(a.astype("int64") * len(b_counts) + b)
+    joint = np.bincount(pair_index, minlength=len(pairs))
+    order = np.argsort(pairs)
+    pairs, joint = pairs[order], joint[order]
+    expected = a_counts[pairs // len(b_counts)] * b_counts[pairs % len(b_counts)] / n
     return float((joint / n * np.log(joint / expected)).sum())
 
 
@@ -262,9 +267,9 @@ def pre_split_duplication(train: pd.DataFrame, test: pd.DataFrame, schema: Schem
         else:
             given = codes[:, parent[j]]
             joint = given.astype("int64") * card + x
-            _, joint_inverse, joint_counts = np.unique(joint, return_inverse=True, return_counts=True)
-            _, given_inverse, given_counts = np.unique(given, return_inverse=True, return_counts=True)
-            log_p += np.log((joint_counts[joint_inverse] + SMOOTHING) / (given_counts[given_inverse] + SMOOTHING * card))
+            joint_inverse, _ = pd.factorize(joint)  # hashed, not sorted: linear in the rows
+            joint_counts, given_counts = np.bincount(joint_inverse), np.bincount(given)
+            log_p += np.log((joint_counts[joint_inverse] + SMOOTHING) / (given_counts[given] + SMOOTHING * card))
     expected = float((1 - np.exp((n - 1) * np.log1p(-np.exp(log_p)))).mean()) if n else 0.0
     keys = pd.util.hash_pandas_object(pd.DataFrame(codes), index=False)
     observed = float((keys.map(keys.value_counts()) > 1).mean()) if n else 0.0

@@ -243,3 +243,18 @@ def test_a_random_split_of_dated_rows_fails_and_an_out_of_time_split_passes():
     out_of_time = leakage(resplit(frame, TIME_SCHEMA, kind="time"))
     assert out_of_time.passed, out_of_time.summary
     assert out_of_time.details["declared_columns"]["time"]["test_before_train_share"] == 0.0
+
+
+def test_the_duplication_models_mutual_information_is_scikit_learns_from_hashed_pairs():
+    """Chow-Liu's edges weigh column pairs by mutual information, found by hashing the pairs that
+    occur (linear in the rows, no dense table): the same value scikit-learn computes."""
+    from sklearn.metrics import mutual_info_score
+
+    from gatewise.gates.leakage import _coded, _mutual_information
+
+    split = arrests_split()
+    rows = split.train.assign(age=split.train["age"] + np.arange(len(split.train)) * 1e-3)  # distinct floats
+    columns = [*ARRESTS_SCHEMA.features, ARRESTS_SCHEMA.label]
+    codes = _coded(rows, columns, ARRESTS_SCHEMA)
+    for i, j in ((0, 1), (columns.index("age"), columns.index("released")), (2, 5)):
+        assert _mutual_information(codes[:, i], codes[:, j]) == pytest.approx(mutual_info_score(codes[:, i], codes[:, j]), abs=1e-12)
