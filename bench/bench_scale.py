@@ -7,7 +7,8 @@ every column keeps its relation to the others and to the label), writes them to 
 Prints, per size: each stage's seconds (the run's own timings); the peak resident memory (VmHWM)
 of the run process itself, apart from its child processes (compressor processes, Prefect's
 temporary server), each kind's largest; and, per progress stage of the run process, the largest
-resident memory sampled while that stage ran (stages that run in parallel share samples). Then the
+resident memory sampled while that stage ran, with its seconds (stages that run in parallel
+share samples). Then the
 slope of each stage's time and of the run process's peak memory between consecutive sizes:
 log(ratio) / log(size ratio), so 1.0 is linear.
 
@@ -77,12 +78,20 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _kind(pid: int) -> str:
+def _cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            text = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+            return cmdline.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
+        return ""
+
+
+def _kind(pid: int, run: str) -> str:
+    text = _cmdline(pid)
+    if not text:
         return "gone"
+    if text == run:  # forked, not yet exec'd (a subprocess starting): it shares the run's pages
+        return "fork of the run process (shared pages)"
     if "multiprocessing" in text:
         return "compressor process"
     if "prefect" in text or "uvicorn" in text:
@@ -91,6 +100,7 @@ def _kind(pid: int) -> str:
 
 
 def _sample(pid: int, started: float, memory: Memory, stop: threading.Event) -> None:
+    run = _cmdline(pid)
     while not stop.is_set():
         rss, hwm = _status_mb(pid)
         if rss:
@@ -100,12 +110,12 @@ def _sample(pid: int, started: float, memory: Memory, stop: threading.Event) -> 
             _, child_hwm = _status_mb(child)
             if child_hwm > memory.child_peaks_mb.get(child, ("", 0.0))[1]:
                 # Read each time: just after the fork a child still shows its parent's command line.
-                memory.child_peaks_mb[child] = (_kind(child), child_hwm)
+                memory.child_peaks_mb[child] = (_kind(child, run), child_hwm)
         stop.wait(SAMPLE_S)
 
 
-def stage_peaks(stderr: str, samples: list[tuple[float, float]]) -> dict[str, float]:
-    """The largest sampled RSS of the run process while each progress stage ran."""
+def stage_peaks(stderr: str, samples: list[tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """Each progress stage's seconds and the largest sampled RSS of the run process while it ran."""
     peaks = {}
     for line in stderr.splitlines():
         match = STAGE_LINE.match(line.strip())
@@ -113,7 +123,7 @@ def stage_peaks(stderr: str, samples: list[tuple[float, float]]) -> dict[str, fl
             continue
         start, took = float(match["start"]), float(match["took"])
         inside = [mb for t, mb in samples if start - SAMPLE_S <= t <= start + took + SAMPLE_S]
-        peaks[match["name"]] = max(inside, default=0.0)
+        peaks[match["name"]] = (took, max(inside, default=0.0))
     return peaks
 
 
@@ -162,8 +172,8 @@ def main() -> int:
             print(f"{rows:>8} rows: wall {result['wall']:6.1f} s, run process peak {result['run_peak_mb']:7.0f} MB; "
                   + ", ".join(f"{s} {timings.get(s, 0):.2f}s" for s in STAGES), flush=True)
             print("          children peak MB: " + (", ".join(f"{k} {v:.0f}" for k, v in sorted(result["children_mb"].items())) or "none"))
-            print("          run process MB while each stage ran: "
-                  + ", ".join(f"{k} {v:.0f}" for k, v in result["stage_mb"].items()), flush=True)
+            print("          progress stages (s, run process MB while it ran): "
+                  + ", ".join(f"{k} {took:.1f}s {mb:.0f}MB" for k, (took, mb) in result["stage_mb"].items()), flush=True)
     print("\nslope per stage (log ratio / log size ratio; 1.0 = linear):")
     for a, b in zip(sizes, sizes[1:]):
         ta, tb = results[a]["timings"], results[b]["timings"]
