@@ -44,12 +44,19 @@ def batch_dependent(model: Any) -> bool:
     return any(node.op_type in BATCH_DEPENDENT_OPS for node in model.graph.node)
 
 
+# Rows per session.run call when scoring a whole table: one call over 150k rows kept about 124 MB
+# of ONNX Runtime working memory, against 8 MB in chunks of this size, with identical scores.
+SCORE_CHUNK_ROWS = 8192
+
+
 def score_rows(session: Any, features: np.ndarray, row_by_row: bool) -> np.ndarray:
-    """P(positive) per row of an encoded matrix; ``row_by_row`` runs each row alone."""
+    """P(positive) per row of an encoded matrix; ``row_by_row`` runs each row alone, else the rows
+    go in chunks of ``SCORE_CHUNK_ROWS``."""
     import numpy as np
 
-    if row_by_row and len(features) > 1:
-        return np.concatenate([score_rows(session, features[i : i + 1], False) for i in range(len(features))])
+    step = 1 if row_by_row else SCORE_CHUNK_ROWS
+    if len(features) > step:
+        return np.concatenate([score_rows(session, features[i : i + step], row_by_row) for i in range(0, len(features), step)])
     (scores,) = session.run(None, {INPUT_NAME: features})
     return scores.reshape(-1)
 

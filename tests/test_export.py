@@ -58,6 +58,18 @@ def test_batch_dimension_is_dynamic(trained, exported, rows):
     assert scores.shape == (rows,)
 
 
+def test_a_table_longer_than_a_chunk_scores_as_one_call_would(trained, exported, monkeypatch):
+    """Whole tables are scored in chunks (bounded ONNX Runtime memory); the scores are the same."""
+    import gatewise.scoring as scoring
+
+    _, sample, test = trained
+    scorer = OnnxScorer(exported[0])
+    whole = scorer.predict_encoded(sample)  # one session.run over every row
+    monkeypatch.setattr(scoring, "SCORE_CHUNK_ROWS", 100)
+    chunked = scorer.predict_proba(test)
+    assert len(test) > 100 and np.array_equal(chunked, whole)
+
+
 def test_same_weights_export_to_identical_bytes(trained, exported, tmp_path):
     model, sample, _ = trained
     again = tmp_path / "again.onnx"
