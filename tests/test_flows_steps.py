@@ -93,3 +93,13 @@ def test_preflight_stops_at_a_corrupt_registry_file(tmp_path):
     with pytest.raises(RegistryError, match="corrupt or not a SQLite database"):
         steps.preflight(request(tmp_path))
     assert (tmp_path / "registry.db").read_bytes() == b"this is not a database" * 100
+
+
+def test_the_loaded_dataset_reaches_prefect_as_a_placeholder_without_being_walked():
+    """Prefect JSON-encodes flow parameters; the dataset goes in a holder the encoder refuses at once."""
+    from gatewise.data import build_dataset
+    from gatewise.flows.retrain import InMemory, retrain
+    from gatewise.plugins.data_sources import ArrestsSource
+
+    dataset = build_dataset(ArrestsSource().load(None), None, None, None)
+    assert retrain.serialize_parameters({"dataset": InMemory(dataset)}) == {"dataset": "<InMemory>"}
