@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewise.errors import GatewiseError
+from gatewise.flows import interruption
 
 # What an errored candidate keeps of a traceback: the signed entry stays small.
 TRACEBACK_CHARS = 4000
@@ -85,6 +86,8 @@ def run_isolated(steps: list[Step], source: Path, path: Path, own: Path, calibra
                               traceback.format_exc()) from None
     with _LIVE_LOCK:
         _LIVE.add(process)
+    if interruption.received() is not None:  # the run was interrupted while this one started: the
+        _kill(process)  # signal's stop_all (which runs after `received` is set) may have missed it
     send.close()
     message, handed_over, timed_out, died = None, None, False, False
     try:

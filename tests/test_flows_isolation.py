@@ -119,6 +119,16 @@ def test_a_hanging_compressor_is_killed_at_its_timeout_and_leaves_no_process(par
     assert multiprocessing.active_children() == []
 
 
+def test_a_compressor_started_after_the_interrupting_signal_is_killed_at_once(parent, tmp_path, registered, monkeypatch):
+    """The signal's stop_all can miss a process that is starting: it kills itself on seeing the signal."""
+    from gatewise.flows import interruption
+
+    monkeypatch.setattr(interruption, "received", lambda: "SIGTERM")
+    child = run(parent, tmp_path, "hangs", timeouts={"hangs": 300})
+    assert child.status == "errored" and "died with exit code -9" in child.error
+    assert multiprocessing.active_children() == []
+
+
 def test_a_crashing_compressor_keeps_its_traceback(parent, tmp_path, registered):
     child = run(parent, tmp_path, "crashes")
     first, *trace = child.error.splitlines()
