@@ -9,6 +9,10 @@ import pytest
 # Prefect and the gatewise CLI read these at import; tests must not touch the user's state.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+# No test reads flow-run logs from a Prefect API. Sent, they outlive the servers that session finish
+# stops, and Prefect's log worker then retried each one at interpreter exit: the pytest process
+# took over a minute per handful of logs to exit after its summary (tens of minutes in CI).
+os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
 
 
 @pytest.fixture
@@ -24,6 +28,7 @@ def pytest_sessionfinish(session, exitstatus):
     """Stop whatever servers the tests left running: the session's `prefect server start` and the
     temporary Prefect servers of flows run in this process are children of it. SIGTERM, then
     SIGKILL, bounded; nothing outlives the test session."""
+    _drain_prefect_workers(timeout_s=15)
     try:
         import psutil
     except ImportError:  # psutil comes with the dev extra (distributed); without it, nothing to reap
@@ -41,3 +46,17 @@ def pytest_sessionfinish(session, exitstatus):
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=5)
+
+
+def _drain_prefect_workers(timeout_s: float) -> None:
+    """Send what Prefect's log and event workers still hold while the servers they talk to are up
+    (bounded): drained after the servers stop, each item is retried against a closed port."""
+    import sys
+
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=timeout_s)
