@@ -66,7 +66,7 @@ class KeyState:
     changed_at: str | None = None
 
     def describe(self) -> str:
-        """``pipeline key`` or ``approver alice's key``: for messages."""
+        """``pipeline key`` or ``approver reviewer's key``: for messages."""
         return f"approver {self.name}'s key" if self.role == APPROVER else f"{self.role} key"
 
     def to_dict(self) -> dict[str, Any]:

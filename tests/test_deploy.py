@@ -218,8 +218,8 @@ def test_deploy_by_hand_names_what_is_wrong_in_one_line(promoted, tmp_path):
 def test_a_waived_promotion_bundles_the_waiver_and_the_approvers_key(promoted, tmp_path):
     home, registry, first = promoted
     waived = register(registry, tmp_path / "in", "run-2", 0.7, failing="fairness")
-    registry.introduce_approver("alice")
-    registry.approve_promotion(waived, approver="alice", reason="accepted by the review board", waive=["fairness"])
+    registry.introduce_approver("reviewer")
+    registry.approve_promotion(waived, approver="reviewer", reason="accepted by the review board", waive=["fairness"])
     (outcome,) = deploy_version(registry, waived, ["bundle"], {"bundle": {"dir": str(tmp_path / "out")}}, builtins())
     assert outcome.deployed, outcome.detail
     kinds = [p.name.split("-", 1)[1] for p in sorted((Path(outcome.target) / "entries").iterdir())]

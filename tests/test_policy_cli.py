@@ -114,8 +114,8 @@ def test_policy_mistakes_are_one_line(governed, tmp_path):
     (tmp_path / "bad.toml").write_text("[gates.fairness]\nmax_demographic_parity_difference = 2\n")
     bad = cli(home, "policy", "set", str(tmp_path / "bad.toml"), "--approver", "ada", "--reason", "x")
     assert bad.returncode == 2 and "max_demographic_parity_difference" in bad.stderr
-    nobody = cli(home, "policy", "set", str(folder / "p50.toml"), "--approver", "mallory", "--reason", "x")
-    assert nobody.returncode != 0 and "mallory" in nobody.stderr and "Traceback" not in nobody.stderr
+    nobody = cli(home, "policy", "set", str(folder / "p50.toml"), "--approver", "intruder", "--reason", "x")
+    assert nobody.returncode != 0 and "intruder" in nobody.stderr and "Traceback" not in nobody.stderr
     same = cli(home, "policy", "set", str(folder / "run45.toml"), "--approver", "ada", "--reason", "again")
     assert same.returncode == 0 and "already the active policy" in same.stdout and "nothing signed" in same.stdout
     fresh = cli(tmp_path / "empty", "policy", "show")

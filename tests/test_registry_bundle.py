@@ -227,7 +227,7 @@ def test_audit_verify_of_no_bundle_is_one_line_exit_2(tmp_path, capsys):
 
 def test_keys_json_records_rotations_and_revocations(home, tmp_path):
     registry, v = populated(Backend(home, None), tmp_path)
-    approver, _, _ = registry.introduce_approver("bob")
+    approver, _, _ = registry.introduce_approver("risk_officer")
     old, new, rotated_at = registry.rotate_key(reason="yearly")
     registry.record_gate_results(v["child"], verdicts(gates=("drift",)), EVIDENCE)  # signed with the new key
     _, revoked_at = registry.revoke_key(approver.keyid, reason="left")

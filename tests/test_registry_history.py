@@ -11,16 +11,16 @@ from gatewise.errors import RegistryError
 
 
 def _decided(backend, tmp_path):
-    """Pipeline promotes v2; alice promotes v1 waiving its failed fairness; the pipeline rolls back to v2."""
+    """Pipeline promotes v2; reviewer promotes v1 waiving its failed fairness; the pipeline rolls back to v2."""
     registry, v = populated(backend, tmp_path)
-    alice, _, _ = registry.introduce_approver("alice")
-    waived = registry.approve_promotion(v["parent"], approver="alice", reason="gap accepted by the board", waive=["fairness"])
+    reviewer, _, _ = registry.introduce_approver("reviewer")
+    waived = registry.approve_promotion(v["parent"], approver="reviewer", reason="gap accepted by the board", waive=["fairness"])
     back = registry.rollback("arrests", reason="latency regression")
-    return registry, v, alice, waived, back
+    return registry, v, reviewer, waived, back
 
 
 def test_history_shows_every_decision_with_signer_and_evidence(backend, tmp_path):
-    registry, v, alice, waived, back = _decided(backend, tmp_path)
+    registry, v, reviewer, waived, back = _decided(backend, tmp_path)
     pipeline = registry.pipeline_key.keyid
     history = registry.history("arrests")
     json.dumps(history)  # JSON-ready
@@ -33,13 +33,13 @@ def test_history_shows_every_decision_with_signer_and_evidence(backend, tmp_path
     assert first["signer"] == {"keyid": pipeline, "name": "pipeline", "role": "pipeline"} and first["approver"] is None
     assert all(g["passed"] for g in first["gate_results"]) and len(first["gate_results"]) == 5
 
-    assert waiver["signer"] == {"keyid": alice.keyid, "name": "alice", "role": "approver"}
+    assert waiver["signer"] == {"keyid": reviewer.keyid, "name": "reviewer", "role": "approver"}
     assert (waiver["seq"], waiver["digest"]) == (waived.waiver_seq, waived.waiver_digest)
     [overridden] = waiver["gate_results"]
     assert (overridden["gate"], overridden["passed"], overridden["value"], overridden["threshold"]) == ("fairness", False, 0.91, 0.8)
 
     # the promotion shows the failed result and the waiver side by side
-    assert (human["seq"], human["approver"], human["previous_version"]) == (waived.seq, "alice", v["child"])
+    assert (human["seq"], human["approver"], human["previous_version"]) == (waived.seq, "reviewer", v["child"])
     assert human["reason"] == "gap accepted by the board" and human["time"].endswith("Z")
     fairness = next(g for g in human["gate_results"] if g["gate"] == "fairness")
     assert fairness["passed"] is False and fairness["waived_by"] == waived.waiver_seq
@@ -62,13 +62,13 @@ def test_history_of_unknown_and_undecided_models(backend, tmp_path):
 def test_cli_history_table_and_json(home, tmp_path, capsys):
     from gatewise.cli import main
 
-    registry, v, alice, waived, back = _decided(Backend(home, None), tmp_path)
+    registry, v, reviewer, waived, back = _decided(Backend(home, None), tmp_path)
     registry.close()
     assert main(["registry", "history", "arrests"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "model arrests: production arrests:v2; 4 decision(s)"
     assert f"entry {waived.waiver_seq}  " in out and "waiver arrests:v1" in out
-    assert f"signed by approver alice key {alice.keyid[:16]}; reason: gap accepted by the board" in out
+    assert f"signed by approver reviewer key {reviewer.keyid[:16]}; reason: gap accepted by the board" in out
     fairness_rows = [line for line in out.splitlines() if line.strip().startswith("fairness") and "FAIL" in line]
     assert any(f"waived (entry {waived.waiver_seq})" in line for line in fairness_rows)
     assert f"rollback arrests:v2 (previous arrests:v1)" in out

@@ -132,7 +132,7 @@ def test_fake_approver_rows_sign_nothing(filled, capsys, tmp_path):
     attacker = Ed25519PrivateKey.generate()
     public = attacker.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     keyid = st.sha256_hex(public)
-    key_dir = tmp_path / "mallory"
+    key_dir = tmp_path / "intruder"
     key_dir.mkdir(mode=0o700)
     key_file = key_dir / "key.pem"
     key_file.write_bytes(attacker.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -146,13 +146,13 @@ def test_fake_approver_rows_sign_nothing(filled, capsys, tmp_path):
 
     backend.sql("INSERT INTO keys VALUES (?, 'ed25519', ?, 'approver', ?, NULL, '2026-01-01T00:00:00.000000Z')",
                 keyid, base64.b64encode(public).decode(), pipeline)
-    backend.sql("INSERT INTO key_events VALUES (NULL, ?, 'introduction', ?, 'mallory', 'approver', NULL, NULL, ?, "
+    backend.sql("INSERT INTO key_events VALUES (NULL, ?, 'introduction', ?, 'intruder', 'approver', NULL, NULL, ?, "
                 "'2026-01-01T00:00:00.000000Z')", "0" * 64, keyid, pipeline)
 
     _verify_fails(capsys, "keys row entry_seq=None", "NULL in entry_seq", "key_events row entry_seq=None")
     code, out, _ = _run(capsys, "keys", "show", "--json")
-    assert code == 0 and "mallory" not in out and keyid not in out
-    code, _, err = _run(capsys, "promote", v["parent"], "--approver", "mallory", "--key-file", str(key_file),
+    assert code == 0 and "intruder" not in out and keyid not in out
+    code, _, err = _run(capsys, "promote", v["parent"], "--approver", "intruder", "--key-file", str(key_file),
                         "--waive", "fairness", "--reason", "trust me")
     assert code == 2 and "is not a key of this registry" in err
     assert registry.champion("arrests").version == v["child"]

@@ -44,8 +44,8 @@ def problems_of(registry) -> list[str]:
 
 def test_approver_key_is_private_and_introduced_by_the_pipeline_key(backend, tmp_path):
     registry, _ = populated(backend, tmp_path)
-    state, seq, created = registry.introduce_approver("alice")
-    path = backend.home / "keys" / "approvers" / "alice.ed25519"
+    state, seq, created = registry.introduce_approver("reviewer")
+    path = backend.home / "keys" / "approvers" / "reviewer.ed25519"
     assert created and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700
@@ -54,28 +54,28 @@ def test_approver_key_is_private_and_introduced_by_the_pipeline_key(backend, tmp
     assert (ptype, keyid) == (KEY_V2_TYPE, pipeline)  # the operator vouches for the approver
     assert state.keyid != pipeline
     keys = {k.keyid: k for k in registry.keys()}
-    assert (keys[state.keyid].name, keys[state.keyid].role, keys[state.keyid].status) == ("alice", "approver", "active")
+    assert (keys[state.keyid].name, keys[state.keyid].role, keys[state.keyid].status) == ("reviewer", "approver", "active")
     assert (keys[pipeline].role, keys[pipeline].status, keys[pipeline].introduced_seq) == ("pipeline", "active", 1)
     report = registry.verify()
     assert report.ok, report.problems
     assert report.keys == sorted([pipeline, state.keyid])
-    with pytest.raises(RegistryError, match="approver alice already has an active key .*gatewise keys rotate --approver alice"):
-        registry.introduce_approver("alice")
+    with pytest.raises(RegistryError, match="approver reviewer already has an active key .*gatewise keys rotate --approver reviewer"):
+        registry.introduce_approver("reviewer")
 
 
 def test_key_file_option_is_created_private_and_open_directories_are_refused(tmp_path):
     backend = Backend(tmp_path / "home", None)
     registry = backend.open()
-    given = tmp_path / "vault" / "sub" / "bob.pem"
-    state, _, created = registry.introduce_approver("bob", given)
+    given = tmp_path / "vault" / "sub" / "risk_officer.pem"
+    state, _, created = registry.introduce_approver("risk_officer", given)
     assert created and stat.S_IMODE(given.stat().st_mode) == 0o600
     assert stat.S_IMODE(given.parent.stat().st_mode) == 0o700
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o755)
     shared.chmod(0o755)
     with pytest.raises(RegistryError, match=r"directory .*shared is open to others \(mode 755\)"):
-        registry.introduce_approver("carol", shared / "carol.pem")
-    assert not (shared / "carol.pem").exists()
+        registry.introduce_approver("ops_lead", shared / "ops_lead.pem")
+    assert not (shared / "ops_lead.pem").exists()
     head = registry.head()
     with pytest.raises(Exception, match="bad approver name"):
         registry.introduce_approver("../evil")
@@ -128,39 +128,39 @@ def test_old_key_file_is_refused_after_rotation(backend, tmp_path):
 
 def test_revocation_keeps_earlier_signatures_and_reports_later_ones(backend, tmp_path):
     registry, v = populated(backend, tmp_path)
-    state, _, _ = registry.introduce_approver("bob")
-    bob = private_key(backend.home / "keys" / "approvers" / "bob.ed25519")
-    decision = registry.approve_promotion(v["parent"], approver="bob", reason="accepted", waive=["fairness"])
+    state, _, _ = registry.introduce_approver("risk_officer")
+    risk_officer = private_key(backend.home / "keys" / "approvers" / "risk_officer.ed25519")
+    decision = registry.approve_promotion(v["parent"], approver="risk_officer", reason="accepted", waive=["fairness"])
     revoked, seq = registry.revoke_key(state.keyid[:12], reason="left the company")
     assert revoked.status == "revoked" and seq > decision.seq
     assert backend.sql("SELECT predicate_type, keyid FROM ledger WHERE seq = ?", seq) == [
         (REVOCATION_TYPE, registry.pipeline_key.keyid)]
-    assert registry.verify().ok  # signed while bob's key was valid: still valid
+    assert registry.verify().ok  # signed while risk_officer's key was valid: still valid
     with pytest.raises(RegistryError, match=f"was revoked at entry {seq}: it signs nothing more"):
-        registry.rollback("arrests", reason="x", approver="bob")
+        registry.rollback("arrests", reason="x", approver="risk_officer")
     with pytest.raises(RegistryError, match="already revoked"):
         registry.revoke_key(state.keyid, reason="again")
 
     waiver = {"version": v["parent"], "model": "arrests", "gates": [], "reason": "late",
-              "approver": {"name": "bob", "keyid": state.keyid}}
-    forged, _ = forge(backend, registry, WAIVER, waiver, bob)
+              "approver": {"name": "risk_officer", "keyid": state.keyid}}
+    forged, _ = forge(backend, registry, WAIVER, waiver, risk_officer)
     problems = problems_of(registry)
-    assert f"entry {forged} (waiver arrests:v1): signed by key {state.keyid[:16]} (approver bob's key) after it was revoked at entry {seq}" in problems
+    assert f"entry {forged} (waiver arrests:v1): signed by key {state.keyid[:16]} (approver risk_officer's key) after it was revoked at entry {seq}" in problems
 
 
 def test_keys_are_introduced_only_by_an_active_pipeline_key(backend, tmp_path):
     registry, _ = populated(backend, tmp_path)
-    state, _, _ = registry.introduce_approver("alice")
-    alice = private_key(backend.home / "keys" / "approvers" / "alice.ed25519")
+    state, _, _ = registry.introduce_approver("reviewer")
+    reviewer = private_key(backend.home / "keys" / "approvers" / "reviewer.ed25519")
     stranger = Ed25519PrivateKey.generate()
     public = stranger.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     keyid = sha256_hex(public)
     introduction = {"keyid": keyid, "algorithm": "ed25519", "public_key": base64.b64encode(public).decode(),
-                    "role": "approver", "name": "mallory", "introduced_by": state.keyid}
-    seq, _ = forge(backend, registry, KEY_V2, introduction, alice, ref=keyid, subject=keyid)
-    gate_seq, _ = forge(backend, registry, GATE_RESULT, passing_verdict(), alice)
+                    "role": "approver", "name": "intruder", "introduced_by": state.keyid}
+    seq, _ = forge(backend, registry, KEY_V2, introduction, reviewer, ref=keyid, subject=keyid)
+    gate_seq, _ = forge(backend, registry, GATE_RESULT, passing_verdict(), reviewer)
     problems = problems_of(registry)
-    assert any(p.startswith(f"entry {seq} (key {keyid}): introduces key {keyid[:16]} with key {state.keyid[:16]} (approver alice's key): "
+    assert any(p.startswith(f"entry {seq} (key {keyid}): introduces key {keyid[:16]} with key {state.keyid[:16]} (approver reviewer's key): "
                             "only an active pipeline key may introduce") for p in problems)
     # an approver's key does not sign what the pipeline records
     assert any(p.startswith(f"entry {gate_seq} (gate-result arrests:v1 fairness): gate-result entries must be signed by a pipeline key")
@@ -182,11 +182,11 @@ def test_pipeline_key_in_use_cannot_be_revoked_and_keys_are_found_by_prefix(back
 
 def test_a_changed_key_events_row_is_named(backend, tmp_path):
     registry = backend.open()
-    state, seq, _ = registry.introduce_approver("alice")
-    backend.sql("UPDATE key_events SET name = 'mallory' WHERE entry_seq = ?", seq)
+    state, seq, _ = registry.introduce_approver("reviewer")
+    backend.sql("UPDATE key_events SET name = 'intruder' WHERE entry_seq = ?", seq)
     [problem] = problems_of(registry)
-    assert problem == (f"key_events row entry_seq={seq} ({state.keyid}): field name is 'mallory' in the table "
-                       f"but 'alice' in signed entry {seq}")
+    assert problem == (f"key_events row entry_seq={seq} ({state.keyid}): field name is 'intruder' in the table "
+                       f"but 'reviewer' in signed entry {seq}")
 
 
 def test_cli_keys_commands_never_print_private_keys(tmp_path, monkeypatch, capsys, caplog):
@@ -211,17 +211,17 @@ def test_cli_keys_commands_never_print_private_keys(tmp_path, monkeypatch, capsy
         registry.record_run("run-1", "arrests", {}, "a" * 64, {}, [])
         version = registry.register_candidate("run-1", "arrests", candidate(tmp_path / "in", "parent"))
         registry.record_gate_results(version, verdicts(failing="drift"), EVIDENCE)
-    assert main(["keys", "init", "--approver", "alice"]) == 0
+    assert main(["keys", "init", "--approver", "reviewer"]) == 0
     remember(home / "keys" / "pipeline.ed25519")
-    remember(home / "keys" / "approvers" / "alice.ed25519")
-    assert main(["promote", version, "--waive", "drift", "--approver", "alice", "--reason", "ok'd", "--json"]) == 0
+    remember(home / "keys" / "approvers" / "reviewer.ed25519")
+    assert main(["promote", version, "--waive", "drift", "--approver", "reviewer", "--reason", "ok'd", "--json"]) == 0
     assert main(["keys", "rotate", "--reason", "yearly"]) == 0
-    assert main(["keys", "rotate", "--approver", "alice", "--json"]) == 0
+    assert main(["keys", "rotate", "--approver", "reviewer", "--json"]) == 0
     remember(home / "keys" / "pipeline.ed25519")
-    remember(home / "keys" / "approvers" / "alice.ed25519")
-    assert main(["keys", "init", "--approver", "bob"]) == 0
-    remember(home / "keys" / "approvers" / "bob.ed25519")
-    assert main(["keys", "revoke", "--approver", "bob", "--reason", "left"]) == 0
+    remember(home / "keys" / "approvers" / "reviewer.ed25519")
+    assert main(["keys", "init", "--approver", "risk_officer"]) == 0
+    remember(home / "keys" / "approvers" / "risk_officer.ed25519")
+    assert main(["keys", "revoke", "--approver", "risk_officer", "--reason", "left"]) == 0
     assert main(["keys", "show"]) == 0
     assert main(["keys", "show", "--json"]) == 0
     assert main(["registry", "history", "arrests", "--json"]) == 0
@@ -242,7 +242,7 @@ def test_cli_key_errors_are_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GATEWISE_HOME", str(home))
     monkeypatch.delenv("GATEWISE_REGISTRY_URL", raising=False)
     assert main(["keys", "show"]) == 2
-    assert main(["keys", "init", "--approver", "alice"]) == 2
+    assert main(["keys", "init", "--approver", "reviewer"]) == 2
     assert not home.exists()  # nothing but `keys init` creates a registry
     assert main(["keys", "init"]) == 0
     assert main(["keys", "revoke", "--reason", "x"]) == 2

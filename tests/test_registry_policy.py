@@ -72,8 +72,8 @@ def test_verify_names_a_policy_signed_by_the_pipeline_key(governed, tmp_path):
 def test_policy_entries_need_an_introduced_approver(governed):
     from gatewise.errors import RegistryError
 
-    with pytest.raises(RegistryError, match="no key for approver bob"):
-        set_policy(governed, gates(), approver="bob", reason="r")
+    with pytest.raises(RegistryError, match="no key for approver risk_officer"):
+        set_policy(governed, gates(), approver="risk_officer", reason="r")
 
 
 def test_a_trusted_key_is_accepted_by_a_prefix_of_16_hex(governed, capsys, monkeypatch):

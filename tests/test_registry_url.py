@@ -31,8 +31,8 @@ COMMANDS = {
     "registry export": ["--bundle", "{tmp}/bundle"],
     "keys show": [],
     "keys rotate": [],
-    "keys revoke": ["--approver", "alice", "--reason", "left"],
-    "promote": ["arrests:v1", "--reason", "r", "--approver", "alice"],
+    "keys revoke": ["--approver", "reviewer", "--reason", "left"],
+    "promote": ["arrests:v1", "--reason", "r", "--approver", "reviewer"],
     "rollback": ["arrests", "--reason", "r"],
 }
 NO_URL = {"registry head"}  # reads <home>/head.json, never the database

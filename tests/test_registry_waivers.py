@@ -57,8 +57,8 @@ def test_waivers_by_approver_lists_exactly_theirs(decided, capsys):
 
 
 def test_waivers_bad_filters_are_one_line(decided, capsys):
-    code, _, err = cli(capsys, "registry", "waivers", "--approver", "mallory")
-    assert code == 2 and err.strip() == "gatewise: error: unknown approver 'mallory' (approvers with keys: ada, bo)"
+    code, _, err = cli(capsys, "registry", "waivers", "--approver", "intruder")
+    assert code == 2 and err.strip() == "gatewise: error: unknown approver 'intruder' (approvers with keys: ada, bo)"
     code, _, err = cli(capsys, "registry", "waivers", "--model", "nope")
     assert code == 2 and "unknown model 'nope'" in err
     code, _, err = cli(capsys, "registry", "waivers", "--until", "yesterday")

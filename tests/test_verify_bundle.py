@@ -163,7 +163,7 @@ def test_a_forged_key_entry_fails(crypto_python, exported, tmp_path):
             "predicateType": "https://gatewise.dev/predicates/key/v2",
             "predicate": {"ledger": {"seq": seq, "prev": last["digest"], "time": "2099-01-01T00:00:00.000000Z"},
                           "keyid": keyid, "algorithm": "ed25519", "public_key": base64.b64encode(public).decode(),
-                          "role": "approver", "name": "mallory", "introduced_by": keyid}}
+                          "role": "approver", "name": "intruder", "introduced_by": keyid}}
     body = json.dumps(stmt, sort_keys=True, separators=(",", ":")).encode()
     envelope = {"payloadType": "application/vnd.in-toto+json", "payload": base64.b64encode(body).decode(),
                 "signatures": [{"keyid": keyid, "sig": base64.b64encode(forger.sign(pae("application/vnd.in-toto+json", body))).decode()}]}
