@@ -74,10 +74,25 @@ def start_server(prefect_home: Path, extra_env: dict[str, str] | None = None) ->
     return process, url
 
 
+def drain_prefect_workers(timeout_s: float = 15) -> None:
+    """Send what Prefect's log and event workers in this process still hold, while the servers
+    they talk to are up (bounded). Left until after a server stops, each item is retried against
+    its closed port at interpreter exit, about a minute apiece."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=timeout_s)
+
+
 def stop(process: subprocess.Popen, timeout_s: float = 20) -> None:
-    """SIGINT, then SIGKILL, to the process group the test started (its children included)."""
+    """SIGINT, then SIGKILL, to the process group the test started (its children included), after
+    this process's Prefect workers have sent what they hold."""
     if process.poll() is not None:
         return
+    drain_prefect_workers()
     try:
         os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=timeout_s)
