@@ -16,6 +16,7 @@ import pytest
 
 from gatewise.cli import main
 from gatewise.config import Settings
+from test_schedule_support import drain_prefect_workers
 
 pytestmark = pytest.mark.e2e
 
@@ -313,6 +314,7 @@ def prefect_server(tmp_path_factory):
             time.sleep(1)
         yield url
     finally:
+        drain_prefect_workers()  # what this process sent the server arrives before it stops
         server.terminate()
         try:
             server.wait(timeout=20)
