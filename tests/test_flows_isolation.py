@@ -17,7 +17,7 @@ from gatewise.config import parse_settings
 from gatewise.flows.steps import EXPORT_PLUGIN, compress, compress_timeout
 from gatewise.plugin_manager import Registered, load_plugins
 from gatewise.types import Candidate, PluginInfo, sha256_file
-from test_plugins_support import crafted_parent
+from test_plugins_support import crafted_parent, install_plugin
 
 
 class Hangs:
@@ -223,17 +223,11 @@ def install_third_party(tmp_path, source: str = THIRD_PARTY, config: str = RUN_C
     """The plugin package ``source`` installed (a module and its dist-info on PYTHONPATH), as the
     distribution gatewise-unruly; returns the environment of a run, its gatewise.toml and the file
     where a hanging compressor writes its pid."""
-    site = tmp_path / "site"
-    info = site / "gatewise_unruly-0.1.dist-info"
-    info.mkdir(parents=True)
-    (site / "gatewise_unruly.py").write_text(source)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gatewise-unruly\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[gatewise]\nunruly = gatewise_unruly\n")
+    python_path = install_plugin(tmp_path / "site", "gatewise_unruly", "gatewise-unruly", source, entry_point="unruly")
     toml = tmp_path / "gatewise.toml"
     toml.write_text(config)
     pid_file = tmp_path / "hang.pid"
-    env = {**os.environ, "GATEWISE_HOME": str(tmp_path / "home"), "HANG_PID_FILE": str(pid_file),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "GATEWISE_HOME": str(tmp_path / "home"), "HANG_PID_FILE": str(pid_file), **python_path}
     env.pop("GATEWISE_REGISTRY_URL", None)
     return env, toml, pid_file
 

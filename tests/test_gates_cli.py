@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from test_plugins_support import install_plugin
+
 pytestmark = pytest.mark.e2e
 
 # Short runs: the demo's relaxed fairness limits, the parent as the only candidate.
@@ -255,15 +257,10 @@ def gatewise_compressors():
 def test_compressors_that_flatten_scores_or_shift_one_group_are_blocked_against_their_parent(tmp_path):
     """Two third-party compressors found through an entry point: one keeps every decision but
     flattens the probabilities, the other lowers one colour group's scores."""
-    site = tmp_path / "site"
-    info = site / "gatewise_crafted-0.1.dist-info"
-    info.mkdir(parents=True)
-    (site / "gatewise_crafted.py").write_text(CRAFTED_PLUGIN)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gatewise-crafted\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[gatewise]\ncrafted = gatewise_crafted\n")
+    python_path = install_plugin(tmp_path / "site", "gatewise_crafted", "gatewise-crafted", CRAFTED_PLUGIN, entry_point="crafted")
     config = tmp_path / "crafted.toml"
     config.write_text(CONFIG.replace("compressors = []", 'compressors = ["logit_div_1000", "shift_one_group"]'))
-    env = {**os.environ, "GATEWISE_HOME": str(tmp_path / "home"), "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "GATEWISE_HOME": str(tmp_path / "home"), **python_path}
     env.pop("GATEWISE_REGISTRY_URL", None)
     done = subprocess.run([sys.executable, "-m", "gatewise.cli", "run", "--config", str(config), "--json"],
                           env=env, capture_output=True, text=True, timeout=600)

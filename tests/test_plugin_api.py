@@ -12,7 +12,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from test_plugin_loading import GOOD, install
+from test_plugin_loading import GOOD
+from test_plugins_support import install_plugin
 from test_registry_support import candidate
 
 from gatewise import PLUGIN_API_VERSION, __version__
@@ -42,9 +43,9 @@ def gatewise_compressors():
 def environment(tmp_path: Path) -> dict[str, str]:
     site = tmp_path / "site"
     if not site.exists():
-        install(site, "future_plugin", "future-plugin", FUTURE)
-        install(site, "declared_plugin", "declared-plugin", DECLARED)
-        install(site, "half_plugin", "half-plugin", HALF)
+        install_plugin(site, "future_plugin", "future-plugin", FUTURE)
+        install_plugin(site, "declared_plugin", "declared-plugin", DECLARED)
+        install_plugin(site, "half_plugin", "half-plugin", HALF)
     env = {**os.environ, "GATEWISE_HOME": str(tmp_path / "home"),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
     env.pop("GATEWISE_REGISTRY_URL", None)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from test_plugins_support import install_plugin
+
 GOOD = '''
 from gatewise.hookspecs import hookimpl
 
@@ -36,20 +38,11 @@ print(json.dumps({"compressors": plugins.names("compressor"),
 """
 
 
-def install(site: Path, module: str, distribution: str, source: str) -> None:
-    """A plugin as pip leaves one: a module and its dist-info with a 'gatewise' entry point."""
-    info = site / f"{distribution.replace('-', '_')}-0.1.dist-info"
-    info.mkdir(parents=True)
-    (site / f"{module}.py").write_text(source)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[gatewise]\n{module} = {module}\n")
-
-
 def environment(tmp_path: Path, **extra: str) -> dict[str, str]:
     site = tmp_path / "site"
     if not site.exists():
-        install(site, "good_plugin", "good-plugin", GOOD)
-        install(site, "broken_plugin", "broken-plugin", "import a_module_that_is_not_installed\n")
+        install_plugin(site, "good_plugin", "good-plugin", GOOD)
+        install_plugin(site, "broken_plugin", "broken-plugin", "import a_module_that_is_not_installed\n")
     env = {**os.environ, "GATEWISE_HOME": str(tmp_path / "home"), **extra,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
     env.pop("GATEWISE_REGISTRY_URL", None)

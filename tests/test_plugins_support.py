@@ -6,6 +6,7 @@ against its spread (a year), skewed counts, categorical columns, and an imbalanc
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,3 +70,16 @@ def unusual_rows(parent: CraftedParent) -> np.ndarray:
     odd[:4, len(NUMERIC):] = 0
     odd[4:, len(NUMERIC):] = 99
     return np.concatenate([rows, odd])
+
+
+def install_plugin(site: Path, module: str, distribution: str, source: str, entry_point: str | None = None) -> dict[str, str]:
+    """A plugin as pip leaves one, in the folder ``site``: ``module``.py and the dist-info of
+    ``distribution`` (version 0.1) with one entry point of the group 'gatewise' (named
+    ``entry_point``, else the module's name). Returns the PYTHONPATH that puts ``site`` first, for
+    the environment of a child process."""
+    info = site / f"{distribution.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / f"{module}.py").write_text(source)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[gatewise]\n{entry_point or module} = {module}\n")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}

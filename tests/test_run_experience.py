@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from gatewise import progress
+from test_plugins_support import install_plugin
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "gatewise.toml"
 STAGE_LINE = re.compile(r"^gatewise: (?P<stage>.+): \d+\.\d s \(started at \+\d+\.\d s\)$")
@@ -257,13 +258,7 @@ def gatewise_trainers():
 @pytest.fixture(scope="module")
 def failing_plugin(tmp_path_factory):
     """An installed plugin as pip leaves one: a module and its dist-info with a 'gatewise' entry point."""
-    site = tmp_path_factory.mktemp("site")
-    (site / "failing_trainer.py").write_text(FAILING_TRAINER)
-    info = site / "failing_trainer-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: failing-trainer\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[gatewise]\nfailing = failing_trainer\n")
-    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    return install_plugin(tmp_path_factory.mktemp("site"), "failing_trainer", "failing-trainer", FAILING_TRAINER, entry_point="failing")
 
 
 @pytest.mark.e2e
