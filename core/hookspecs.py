@@ -129,7 +129,7 @@ class Compressor(Protocol):
         :param parent: the exported FP32 ONNX file; read-only.
         :param params: ``[compress.params.<name>]`` from gatewise.toml (empty when absent).
         :returns: None when it applies; otherwise the reason it does not (one line). A compressor
-            that does not apply is recorded as ``skipped`` with that reason in the signed run entry,
+            that does not apply is recorded as ``skipped`` with that reason in the signed run outcome,
             and makes no version. Absent: it always applies.
         :raises: anything: the candidate is recorded as ``errored``, as when ``compress`` raises.
         """

@@ -105,7 +105,7 @@ class PluginInfo:
             return "+".join(dict.fromkeys(values))
 
         joined = "".join(i.code_sha256 for i in infos)
-        digests = list(dict.fromkeys((i.distribution, i.distribution_sha256) for i in infos).keys())
+        digests = list(dict.fromkeys((i.distribution, i.distribution_sha256) for i in infos))
         dist_sha256 = digests[0][1] if len(digests) == 1 else hashlib.sha256("".join(d for _, d in digests).encode()).hexdigest()
         return cls(name=name, version="+".join(i.version for i in infos),
                    distribution=once(i.distribution for i in infos),

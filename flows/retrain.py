@@ -76,9 +76,7 @@ def retrain(request: RunRequest, dataset: Dataset | InMemory | None = None, run_
         data_gate = validate_data(dataset)
         lap("data")
         if not data_gate.passed:
-            registry.record_run(run_id, model, settings.model_dump(mode="json"), settings.digest(),
-                                {"dataset": dataset.fingerprint}, steps.plugin_records(settings), request.trigger)
-            ending.started = True
+            ending.begin(model, settings, {"dataset": dataset.fingerprint}, request.trigger)
             registry.record_data_rejection(run_id, model, data_gate)
             ending.end("data_rejected")
             return RunOutcome(run_id, model, "data_rejected", data_gate=data_gate, settings_digest=settings.digest(), timings=timings)
@@ -86,9 +84,7 @@ def retrain(request: RunRequest, dataset: Dataset | InMemory | None = None, run_
         split = split_data(dataset, settings)
         current = load_current(request, dataset, split)
         fingerprints = steps.data_fingerprints(dataset, split, current)
-        registry.record_run(run_id, model, settings.model_dump(mode="json"), settings.digest(), fingerprints,
-                            steps.plugin_records(settings), request.trigger)
-        ending.started = True
+        ending.begin(model, settings, fingerprints, request.trigger)
         lap("data")
 
         trained = train_parent(settings, dataset, split)

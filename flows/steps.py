@@ -86,9 +86,9 @@ class RunOutcome:
 
 @dataclass
 class RunEnding:
-    """Signs how a run ended (a run-outcome entry), at most once and only after its run entry
-    (``started``): a run stopped before that records nothing. Recording never hides what stopped
-    the run."""
+    """Signs a run's entry (``begin``) and how it ended (a run-outcome entry), at most once and only
+    after its run entry: a run stopped before that records nothing. Recording never hides what
+    stopped the run."""
 
     registry: Registry
     run_id: str
@@ -96,6 +96,13 @@ class RunEnding:
     skipped: tuple[Candidate, ...] = ()
     promoted: str | None = None  # set once the promotion is signed: an interrupted deployment keeps it
     ended: bool = False
+
+    def begin(self, model: str, settings: Settings, data: dict[str, str], trigger: dict[str, Any] | None) -> None:
+        """Sign the run entry (settings, data fingerprints, plugins, trigger); from here on, how the
+        run ends is signed too."""
+        self.registry.record_run(self.run_id, model, settings.model_dump(mode="json"), settings.digest(), data,
+                                 plugin_records(settings), trigger)
+        self.started = True
 
     def end(self, outcome: str, promoted: str | None = None) -> None:
         self.registry.record_outcome(self.run_id, outcome, promoted=promoted or self.promoted, skipped=self.skipped)
@@ -250,12 +257,6 @@ def chain_steps(name: str) -> list[str]:
     return steps
 
 
-def chain_info(name: str) -> PluginInfo:
-    """One plugin record for a chain: the step names, versions and distributions joined by '+',
-    and a sha256 over the steps' code hashes in order. A single compressor keeps its own record."""
-    return PluginInfo.chain(name, [load_plugins().get("compressor", step).info for step in chain_steps(name)])
-
-
 @staged("compress {name}")
 def compress(settings: Settings, name: str, parent: Candidate, calibration: np.ndarray, workdir: Path) -> Candidate:
     """Run one compressor, or a chain ``a+b`` (each step on the one before), in isolation: any
@@ -266,9 +267,9 @@ def compress(settings: Settings, name: str, parent: Candidate, calibration: np.n
     from gatewise.flows.isolation import IsolatedFailure, NotApplicable, Step, check_signature, run_isolated
 
     plugins = load_plugins()
-    steps = [Step(step, plugins.get("compressor", step).component, plugins.get("compressor", step).info,
-                  dict(settings.compress.params.get(step, {}))) for step in chain_steps(name)]  # unknown: raised
-    info = chain_info(name)
+    registered = [(step, plugins.get("compressor", step)) for step in chain_steps(name)]  # unknown: raised
+    steps = [Step(step, r.component, r.info, dict(settings.compress.params.get(step, {}))) for step, r in registered]
+    info = PluginInfo.chain(name, [step.info for step in steps])
     # Each compressor gets a folder and a copy of the parent of its own: quantizers write
     # temporary files beside their input, and compressors run in parallel.
     own = workdir / name

@@ -1,6 +1,6 @@
 """Fairness gate: Fairlearn's per-group metrics (MetricFrame's table, computed directly) per
-sensitive column and their intersection, parity differences and ratios, per-group regression vs the parent and the champion, and parity growth
-of a compressed candidate over its parent."""
+sensitive column and their intersection, parity differences and ratios, per-group regression vs
+the parent and the champion, and parity growth of a compressed candidate over its parent."""
 
 from __future__ import annotations
 

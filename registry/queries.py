@@ -295,7 +295,7 @@ def lineage(registry: Registry, version: str) -> Lineage:
     with registry.reading() as conn:
         ledger = SignedLedger(conn)
         row = ledger.version(version)
-        signed_plugin = dict((ledger.candidate(version).predicate.get("plugin") or {}))  # type: ignore[union-attr]
+        signed_plugin = dict(ledger.candidate(version).predicate.get("plugin") or {})  # type: ignore[union-attr]
         runs = ledger.about(row.run_id, (st.RUN,))
         run = runs[-1].predicate if runs else None
         evidence = [g.predicate.get("evidence") or {} for g in ledger.about(version, (st.GATE_RESULT,))]
@@ -314,13 +314,7 @@ def lineage(registry: Registry, version: str) -> Lineage:
         model=row.model,
         run_id=row.run_id,
         candidate=row.candidate,
-        plugin={
-            "name": row.plugin_name,
-            "version": row.plugin_version,
-            "distribution": row.plugin_distribution,
-            "code_sha256": row.plugin_code_sha256,
-            **signed_plugin,  # every field signed: the distribution digest, plugin API, runtime versions
-        },
+        plugin=signed_plugin,  # the whole signed record: name, version, distribution, code and provenance
         parent=row.parent_version,
         ancestors=ancestors,
         settings_digest=run.get("settings_digest") if run else None,
